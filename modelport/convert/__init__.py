@@ -1,0 +1,1 @@
+"""Orchestration: the pipeline (detect → import → optimise → export → verify) and verification."""

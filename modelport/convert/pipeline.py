@@ -1,0 +1,207 @@
+"""The conversion pipeline: detect → import → optimise → export → verify."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections import Counter
+from typing import Any
+
+import onnx_ir as ir
+
+from modelport.convert.progress import NULL, Progress
+from modelport.errors import InvalidModelError, MissingDependencyError, ModelportError
+from modelport.graph_ir import layer_outputs, validate
+from modelport.graph_ir.io import select_outputs, set_input_shapes
+from modelport.importers.registry import FormatSpec, LoadOptions, detect_format, get_format
+
+FORMAT_KEY = "modelport.source_format"
+LAYER_MAP_KEY = "modelport.layer_outputs"
+
+
+def resolve_format(source: str, format: str | None) -> FormatSpec:
+    return get_format(format) if format else detect_format(source)
+
+
+def import_model(
+    source: str | os.PathLike,
+    *,
+    format: str | None = None,
+    options: LoadOptions | None = None,
+) -> tuple[ir.Model, FormatSpec]:
+    source = os.fspath(source)
+    options = options or LoadOptions()
+    spec = resolve_format(source, format)
+    missing = spec.missing_for_load()
+    if missing:
+        module, extra = missing[0]
+        raise MissingDependencyError(module, extra, f"reading a {spec.description}", path=source)
+    loader = spec.loader()
+    try:
+        model = loader(source, options)
+    except ModelportError:
+        raise
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InvalidModelError(
+            f"cannot be read as a {spec.description} ({type(exc).__name__}: {text}); "
+            "rerun with --debug for details",
+            path=source,
+        ) from exc
+    set_input_shapes(model, options.input_shapes)
+    select_outputs(model, options.outputs)
+    layers = {k: [v.name for v in vs] for k, vs in layer_outputs(model.graph).items()}
+    model.metadata_props[LAYER_MAP_KEY] = json.dumps(layers, separators=(",", ":"))
+    model.metadata_props[FORMAT_KEY] = spec.name
+    validate(model)
+    return model, spec
+
+
+@dataclasses.dataclass
+class ConvertResult:
+    source: str
+    format: str
+    output: str
+    bytes: int
+    opset: int
+    external_data: str | None
+    nodes_imported: int
+    nodes_exported: int
+    seconds: dict[str, float]
+    report: Any = None  # VerifyReport when verification ran
+
+    @property
+    def passed(self) -> bool:
+        return self.report is None or self.report.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["report"] = self.report.to_dict() if self.report is not None else None
+        d["passed"] = self.passed
+        return d
+
+
+def convert(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    format: str | None = None,
+    options: LoadOptions | None = None,
+    opset: int | None = None,
+    level: int = 1,
+    force: bool = False,
+    external_data: bool | None = None,
+    verify: bool = False,
+    verify_kwargs: dict[str, Any] | None = None,
+    progress: Progress = NULL,
+) -> ConvertResult:
+    from modelport.exporters.atomic import check_writable
+    from modelport.exporters.onnx import export, weight_bytes
+    from modelport.graph_ir.passes import optimize
+
+    source, output = os.fspath(source), os.fspath(output)
+    options = options or LoadOptions()
+    check_writable([output], force)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    progress.stage(f"reading {os.path.basename(source)}")
+    model, spec = import_model(source, format=format, options=options)
+    seconds["import"] = time.perf_counter() - t
+    imported = sum(1 for _ in model.graph.all_nodes())
+
+    t = time.perf_counter()
+    progress.stage(f"optimizing (-O{level})")
+    optimize(model, level)
+    validate(model)
+    seconds["optimize"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress.stage(f"writing {os.path.basename(output)}", total_bytes=weight_bytes(model))
+    result = export(model, output, opset=opset, force=force, external_data=external_data,
+                    on_tensor=lambda _name, n: progress.advance(n))
+    seconds["export"] = time.perf_counter() - t
+    progress.done()
+    converted = ConvertResult(
+        source=source, format=spec.name, output=output, bytes=result.bytes, opset=result.opset,
+        external_data=result.external_data, nodes_imported=imported,
+        nodes_exported=sum(1 for _ in model.graph.all_nodes()), seconds=seconds,
+    )
+    if verify:
+        t = time.perf_counter()
+        converted.report = verify_model(
+            source, output, format=spec.name, options=options, progress=progress,
+            **(verify_kwargs or {}),
+        )
+        seconds["verify"] = time.perf_counter() - t
+    return converted
+
+
+def verify_model(
+    source: str | os.PathLike,
+    converted: str | os.PathLike,
+    *,
+    format: str | None = None,
+    options: LoadOptions | None = None,
+    progress: Progress = NULL,
+    device: str = "cpu",
+    **kwargs: Any,
+):
+    from modelport.convert.verify import verify_files
+
+    source, converted = os.fspath(source), os.fspath(converted)
+    options = options or LoadOptions()
+    spec = resolve_format(source, format)
+    if not os.path.isfile(converted):
+        raise InvalidModelError("no such file", path=converted)
+    factory = spec.reference_factory()
+    missing = spec.missing_for_reference()
+    if factory is None or missing:
+        module, extra = missing[0] if missing else (spec.reference_name or "a reference", spec.name)
+        raise MissingDependencyError(module, extra, f"verifying a {spec.description}", path=source)
+    progress.stage(f"verifying against {spec.reference_name or spec.name}")
+    try:
+        reference = factory(source, options, device=device)
+    except TypeError:
+        reference = factory(source, options)
+    shapes = {k: [int(d) for d in v if isinstance(d, int)] for k, v in options.input_shapes.items()
+              if all(isinstance(d, int) for d in v)}
+    report = verify_files(reference, converted, source_label=source, input_shapes=shapes,
+                          device=device, **kwargs)
+    progress.done()
+    return report
+
+
+def summarize(model: ir.Model, spec: FormatSpec, source: str) -> dict[str, Any]:
+    """What `modelport inspect` prints: inputs, outputs, operators, parameters."""
+
+    def describe(v: ir.Value) -> dict[str, Any]:
+        shape = None if v.shape is None else [
+            d if isinstance(d, int) else (str(d) if d is not None else "?") for d in v.shape.dims]
+        return {"name": v.name, "dtype": v.dtype.name.lower() if v.dtype else "?", "shape": shape}
+
+    histogram = Counter(
+        (f"{n.domain}::{n.op_type}" if n.domain else n.op_type) for n in model.graph.all_nodes()
+    )
+    params = 0
+    nbytes = 0
+    for value in model.graph.initializers.values():
+        t = value.const_value
+        if t is not None:
+            params += t.size
+            nbytes += t.nbytes
+    return {
+        "source": source,
+        "format": spec.name,
+        "opset": model.opset_imports.get(""),
+        "inputs": [describe(v) for v in model.graph.inputs
+                   if v.name not in model.graph.initializers],
+        "outputs": [describe(v) for v in model.graph.outputs],
+        "operators": dict(sorted(histogram.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "nodes": sum(histogram.values()),
+        "parameters": int(params),
+        "parameter_bytes": int(nbytes),
+    }

@@ -1,0 +1,107 @@
+"""Errors that modelport reports to users.
+
+Every error a user can cause (a bad file, an unsupported operator, a model that would run code,
+a failed verification) is a :class:`ModelportError`. The CLI prints ``str(error)`` as one line
+on stderr and exits with ``error.exit_code``; anything else is a bug and is reported as such.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+
+class ModelportError(Exception):
+    """Base class: a problem with the user's input, reported in one line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        self.problem = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class InvalidModelError(ModelportError):
+    """The file is missing, empty, truncated, corrupt or not in the format it claims."""
+
+
+class UnknownFormatError(InvalidModelError):
+    """No importer recognises the file."""
+
+
+class UnsupportedOpsError(ModelportError):
+    """The model uses operators or layers that have no translation.
+
+    ``ops`` maps each unsupported op type to the names of the layers/nodes that use it, so the
+    user sees every problem at once rather than the first one.
+    """
+
+    def __init__(
+        self,
+        ops: dict[str, list[str]],
+        *,
+        path: str | os.PathLike | None = None,
+        kind: str = "operator",
+        hint: str | None = None,
+    ) -> None:
+        self.ops = {k: list(v) for k, v in sorted(ops.items())}
+        parts = []
+        for op, names in self.ops.items():
+            shown = ", ".join(repr(n) for n in names[:3])
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            parts.append(f"{op} ({shown}{more})" if names else op)
+        message = f"unsupported {kind}{'s' if len(self.ops) > 1 else ''}: {'; '.join(parts)}"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message, path=path)
+
+
+class UnsafeModelError(ModelportError):
+    """Loading the model would execute code stored in it (pickles, Lambda layers)."""
+
+
+class MissingDependencyError(ModelportError):
+    """An optional framework needed for this step is not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str, **kwargs) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs {package}, which is not installed; "
+            f"install it with: pip install 'modelport[{extra}]'",
+            **kwargs,
+        )
+
+
+class OutputExistsError(ModelportError):
+    """The output file exists and ``--force`` was not given."""
+
+
+class ExportError(ModelportError):
+    """The converted graph could not be written as valid ONNX."""
+
+
+class InputSpecError(ModelportError):
+    """A ``--input``/``--output``/``--inputs`` option does not fit the model."""
+
+
+class VerificationMismatch(ModelportError):
+    """The converted model computes different numbers than the source."""
+
+    exit_code = 1
+
+    def __init__(self, report, *, path: str | os.PathLike | None = None) -> None:
+        self.report = report
+        failed = [r.name for r in report.outputs if not r.passed]
+        super().__init__(
+            f"verification failed: {len(failed)} of {len(report.outputs)} outputs differ "
+            f"({', '.join(failed)})",
+            path=path,
+        )
+
+
+def join_names(names: Iterable[str], limit: int = 5) -> str:
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -1,0 +1,127 @@
+"""Streaming ONNX writer: writes a ModelProto whose weights never sit in memory all at once.
+
+``onnx.save`` first builds the whole ModelProto (a copy of every weight) and then its serialized
+bytes (a second copy). Here the model is serialized without its initializers, and each
+initializer is appended to the graph message straight from the tensor's bytes, one at a time.
+This relies on two facts of the protobuf wire format: fields may appear in any order, and the
+elements of a repeated field are simply concatenated. ModelProto.graph is field 7,
+GraphProto.initializer field 5, TensorProto.raw_data field 9 (onnx.proto).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import BinaryIO
+
+import onnx
+import onnx_ir as ir
+
+_LEN = 2
+MODEL_GRAPH = 7
+GRAPH_INITIALIZER = 5
+TENSOR_RAW_DATA = 9
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def tag(field: int, wire_type: int = _LEN) -> bytes:
+    return varint((field << 3) | wire_type)
+
+
+def _streamable(tensor: ir.TensorProtocol) -> bool:
+    """Tensors whose raw bytes have a size known without reading them."""
+    if isinstance(tensor, (ir.StringTensor, ir.ExternalTensor)):
+        return False
+    if tensor.dtype == ir.DataType.STRING or tensor.dtype.bitwidth < 8:
+        return False
+    return True
+
+
+def write_model(
+    model: ir.Model,
+    f: BinaryIO,
+    on_tensor: Callable[[str, int], None] | None = None,
+) -> int:
+    """Serialize ``model`` into ``f``; returns the number of bytes written.
+
+    Deterministic: the same model always gives the same bytes. ``on_tensor(name, nbytes)`` is
+    called after each initializer is written (progress reporting).
+    """
+    graph = model.graph
+    initializers = list(graph.initializers.values())
+    for value in initializers:
+        graph.initializers.pop(value.name)
+    try:
+        proto = ir.serde.serialize_model(model)
+    finally:
+        for value in initializers:
+            graph.register_initializer(value)
+    graph_proto = proto.graph
+    proto.ClearField("graph")
+    head = proto.SerializeToString(deterministic=True)
+    graph_head = graph_proto.SerializeToString(deterministic=True)
+
+    # Per initializer: (serialized header or the whole message, streamed raw size or None)
+    parts: list[tuple[ir.TensorProtocol, bytes, int | None]] = []
+    graph_len = len(graph_head)
+    for value in initializers:
+        tensor = value.const_value
+        if tensor is None:
+            continue
+        tensor.name = value.name
+        if _streamable(tensor):
+            header = onnx.TensorProto(
+                name=value.name, data_type=tensor.dtype.value, dims=list(tensor.shape.numpy())
+            )
+            if tensor.doc_string:
+                header.doc_string = tensor.doc_string
+            for k, v in sorted(tensor.metadata_props.items()):
+                header.metadata_props.add(key=k, value=v)
+            header_bytes = header.SerializeToString(deterministic=True)
+            nbytes = tensor.nbytes
+            msg_len = len(header_bytes) + len(tag(TENSOR_RAW_DATA)) + len(varint(nbytes)) + nbytes
+        else:
+            tensor_proto = ir.serde.serialize_tensor(tensor)
+            header_bytes = tensor_proto.SerializeToString(deterministic=True)
+            nbytes = None
+            msg_len = len(header_bytes)
+        parts.append((tensor, header_bytes, nbytes))
+        graph_len += len(tag(GRAPH_INITIALIZER)) + len(varint(msg_len)) + msg_len
+
+    written = 0
+
+    def put(data: bytes | memoryview) -> None:
+        nonlocal written
+        f.write(data)
+        written += len(data)
+
+    put(head)
+    put(tag(MODEL_GRAPH) + varint(graph_len))
+    put(graph_head)
+    for tensor, header_bytes, nbytes in parts:
+        if nbytes is None:
+            put(tag(GRAPH_INITIALIZER) + varint(len(header_bytes)) + header_bytes)
+            continue
+        msg_len = len(header_bytes) + len(tag(TENSOR_RAW_DATA)) + len(varint(nbytes)) + nbytes
+        put(tag(GRAPH_INITIALIZER) + varint(msg_len) + header_bytes)
+        put(tag(TENSOR_RAW_DATA) + varint(nbytes))
+        data = tensor.tobytes()
+        if len(data) != nbytes:
+            raise ValueError(
+                f"tensor {tensor.name!r} produced {len(data)} bytes, expected {nbytes}"
+            )
+        put(data)
+        del data
+        if on_tensor:
+            on_tensor(tensor.name or "", nbytes)
+    return written

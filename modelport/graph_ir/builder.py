@@ -1,0 +1,187 @@
+"""GraphBuilder: how importers create onnx_ir graphs.
+
+It adds what every importer needs on top of plain ``ir.Node``/``ir.Value``: unique, readable
+value names, the current source layer stamped on each node, initializers (lazy or not), and
+constants. Attributes are given as Python keyword arguments::
+
+    b = GraphBuilder("lenet")
+    x = b.input("data", np.float32, [1, 1, 28, 28])
+    with b.layer("conv1"):
+        w = b.initializer("conv1.weight", lazy_tensor(read_w, np.float32, (20, 1, 5, 5)))
+        y = b.op("Conv", x, w, kernel_shape=[5, 5], strides=[1, 1])
+    b.output(y, "prob")
+    model = b.build()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from modelport.graph_ir.source import set_source
+
+DEFAULT_OPSET = 17
+PRODUCER_NAME = "modelport"
+
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9_.:/\-]")
+
+
+class GraphBuilder:
+    def __init__(self, name: str = "main", *, opset: int = DEFAULT_OPSET) -> None:
+        self.graph = ir.Graph(inputs=[], outputs=[], nodes=[], name=name, opset_imports={"": opset})
+        self.opset = opset
+        self._names: set[str] = set()
+        self._counters: dict[str, int] = {}
+        self._layer: str | None = None
+
+    # -- naming -------------------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        base = _NAME_SAFE.sub("_", base) or "value"
+        if base not in self._names:
+            self._names.add(base)
+            return base
+        n = self._counters.get(base, 0)
+        while True:
+            n += 1
+            candidate = f"{base}_{n}"
+            if candidate not in self._names:
+                self._counters[base] = n
+                self._names.add(candidate)
+                return candidate
+
+    @contextlib.contextmanager
+    def layer(self, name: str | None) -> Iterator[None]:
+        """Nodes created inside this block record ``name`` as their source layer."""
+        previous, self._layer = self._layer, name
+        try:
+            yield
+        finally:
+            self._layer = previous
+
+    @property
+    def current_layer(self) -> str | None:
+        return self._layer
+
+    # -- graph interface ----------------------------------------------------------------------
+    def input(
+        self, name: str, dtype: Any, shape: Sequence[int | str | None] | None
+    ) -> ir.Value:
+        value = ir.Value(
+            name=self.unique_name(name),
+            type=ir.TensorType(_ir_dtype(dtype)),
+            shape=ir.Shape(list(shape)) if shape is not None else None,
+        )
+        self.graph.inputs.append(value)
+        return value
+
+    def output(self, value: ir.Value, name: str | None = None) -> ir.Value:
+        """Mark ``value`` as a graph output, named ``name`` if given.
+
+        A value that is already an input or output (or an initializer) is passed through an
+        Identity so that every graph output has its own producer and name.
+        """
+        if (
+            value in self.graph.outputs
+            or value.producer() is None
+            or (name and value.name != name and name in self._names)
+        ):
+            value = self.op("Identity", value, name=name or value.name)
+        elif name and value.name != name:
+            self._names.discard(value.name)
+            value.name = self.unique_name(name)
+        self.graph.outputs.append(value)
+        return value
+
+    def initializer(self, name: str, tensor: ir.TensorProtocol | np.ndarray) -> ir.Value:
+        if isinstance(tensor, np.ndarray):
+            tensor = ir.Tensor(np.ascontiguousarray(tensor))
+        unique = self.unique_name(name)
+        value = ir.Value(
+            name=unique,
+            type=ir.TensorType(tensor.dtype),
+            shape=ir.Shape(tensor.shape.dims),
+            const_value=tensor,
+        )
+        if tensor.name != unique:
+            tensor.name = unique
+        self.graph.register_initializer(value)
+        return value
+
+    def const(self, array: Any, name: str = "const", dtype: Any = None) -> ir.Value:
+        """A small constant (shapes, axes, scalars), stored as an initializer."""
+        arr = np.asarray(array, dtype=dtype)
+        if dtype is None and arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        return self.initializer(name, arr)
+
+    def op(
+        self,
+        op_type: str,
+        *inputs: ir.Value | None,
+        outputs: int | Sequence[str] = 1,
+        domain: str = "",
+        name: str | None = None,
+        **attributes: Any,
+    ) -> Any:
+        """Append a node; returns its output Value, or a tuple of them if ``outputs`` > 1.
+
+        ``name`` names the (first) output; nodes are named after the layer they belong to.
+        """
+        attrs = {k: v for k, v in attributes.items() if v is not None}
+        if isinstance(outputs, int):
+            count = outputs
+            base = name or (f"{self._layer}/{op_type}" if self._layer else op_type)
+            out_names = [base] + [f"{base}:{i}" for i in range(1, count)]
+        else:
+            count = len(outputs)
+            out_names = list(outputs)
+        out_values = [ir.Value(name=self.unique_name(n)) for n in out_names]
+        node_base = f"{self._layer}/{op_type}" if self._layer else op_type
+        node = ir.Node(
+            domain,
+            op_type,
+            inputs=list(inputs),
+            attributes=ir.convenience.convert_attributes(attrs),
+            outputs=out_values,
+            name=self._unique_node_name(node_base),
+        )
+        set_source(node, self._layer)
+        self.graph.append(node)
+        return out_values[0] if count == 1 else tuple(out_values)
+
+    def _unique_node_name(self, base: str) -> str:
+        key = "node:" + base
+        n = self._counters.get(key, 0)
+        self._counters[key] = n + 1
+        return base if n == 0 else f"{base}_{n}"
+
+    def build(
+        self,
+        *,
+        producer_version: str | None = None,
+        doc: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ir.Model:
+        from modelport import __version__
+
+        model = ir.Model(
+            self.graph,
+            ir_version=8 if self.opset <= 17 else 10,
+            producer_name=PRODUCER_NAME,
+            producer_version=producer_version or __version__,
+            doc_string=doc,
+        )
+        if metadata:
+            model.metadata_props.update(metadata)
+        return model
+
+
+def _ir_dtype(dtype: Any) -> ir.DataType:
+    if isinstance(dtype, ir.DataType):
+        return dtype
+    return ir.DataType.from_numpy(np.dtype(dtype))

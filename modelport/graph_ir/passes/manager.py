@@ -1,0 +1,79 @@
+"""The pass manager: runs the passes of a level to a fixed point.
+
+-O0 runs nothing. -O1 (default) inlines functions, then repeats [constant folding, the default
+rewrite rules, registered project passes, clean-up] until nothing changes (at most
+``MAX_ROUNDS`` rounds). -O2 adds the extra rule sets of :mod:`.fusions`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import onnx_ir as ir
+import onnx_ir.passes.common as common
+
+from modelport.graph_ir.passes.cleanup import cleanup_passes, inline_passes
+from modelport.graph_ir.passes.folding import folding_passes
+from modelport.graph_ir.passes.fusions import fusion_passes
+
+MAX_ROUNDS = 8
+
+# (min level, factory) for passes that the project adds on top of onnx_ir/onnxscript.
+_REGISTERED: list[tuple[int, str, Callable[[], ir.passes.PassBase]]] = []
+
+
+def register_pass(level: int, name: str | None = None):
+    """Decorator: run the pass built by ``factory()`` at ``level`` and above."""
+
+    def decorate(factory: Callable[[], ir.passes.PassBase]):
+        _REGISTERED.append((level, name or factory.__name__, factory))
+        return factory
+
+    return decorate
+
+
+@dataclasses.dataclass
+class OptimizeReport:
+    level: int
+    rounds: int = 0
+    nodes_before: int = 0
+    nodes_after: int = 0
+    seconds: float = 0.0
+
+
+def _count(model: ir.Model) -> int:
+    return sum(1 for _ in model.graph.all_nodes())
+
+
+def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
+    """Optimise ``model`` in place at ``level`` (0, 1 or 2)."""
+    report = OptimizeReport(level=level, nodes_before=_count(model))
+    start = time.perf_counter()
+    if level > 0:
+        _load_project_passes()
+        for p in inline_passes():
+            p(model)
+        round_passes: list[ir.passes.PassBase] = [
+            *folding_passes(),
+            *fusion_passes(level),
+            *(factory() for lvl, _, factory in _REGISTERED if level >= lvl),
+            *cleanup_passes(),
+        ]
+        for rounds in range(1, MAX_ROUNDS + 1):
+            changed = False
+            for p in round_passes:
+                changed |= p(model).modified
+            report.rounds = rounds
+            if not changed:
+                break
+        common.TopologicalSortPass()(model)
+    report.nodes_after = _count(model)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _load_project_passes() -> None:
+    """Import the modules whose passes register themselves (kept lazy: import costs time)."""
+    from modelport.graph_ir.passes import layout  # noqa: F401

@@ -1,0 +1,42 @@
+"""Source-layer names on IR nodes.
+
+Every node an importer creates records the layer of the original model it came from in
+``node.metadata_props["modelport.source"]``. Verification uses it to map an ONNX value back to
+a layer of the source model; passes keep it when they rewrite nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import onnx_ir as ir
+
+SOURCE_KEY = "modelport.source"
+
+
+def set_source(node: ir.Node, layer: str | None) -> None:
+    if layer:
+        node.metadata_props[SOURCE_KEY] = layer
+
+
+def get_source(node: ir.Node) -> str | None:
+    return node.metadata_props.get(SOURCE_KEY)
+
+
+def layer_outputs(graph: ir.Graph) -> dict[str, list[ir.Value]]:
+    """Map each source layer to the outputs of the *last* node (in graph order) it produced.
+
+    The last node of a layer computes what the layer returns; earlier nodes are its internals.
+    """
+    result: dict[str, list[ir.Value]] = {}
+    for node in graph:
+        layer = get_source(node)
+        if layer:
+            result[layer] = [v for v in node.outputs if v is not None and v.name]
+    return result
+
+
+def fill_missing_sources(nodes: Iterable[ir.Node], default: str) -> None:
+    for node in nodes:
+        if SOURCE_KEY not in node.metadata_props:
+            node.metadata_props[SOURCE_KEY] = default

@@ -1,0 +1,43 @@
+"""Lazy weights.
+
+Importers never copy weights into the IR. They hand onnx_ir a :class:`ir.LazyTensor` whose
+function reads the bytes from the source file (an HDF5 dataset, a memory-mapped region, a
+protobuf field) when the exporter asks for them, and does not keep them afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnx_ir as ir
+
+
+def lazy_tensor(
+    read: Callable[[], np.ndarray],
+    dtype: np.dtype | ir.DataType,
+    shape: Sequence[int],
+    *,
+    name: str | None = None,
+) -> ir.LazyTensor:
+    """A tensor whose data comes from ``read()`` on demand (not cached).
+
+    ``read`` must return an array of exactly ``shape``; its dtype is converted if needed.
+    """
+    ir_dtype = dtype if isinstance(dtype, ir.DataType) else ir.DataType.from_numpy(np.dtype(dtype))
+    np_dtype = ir_dtype.numpy()
+    shape = tuple(int(d) for d in shape)
+
+    def materialize() -> ir.Tensor:
+        array = np.asarray(read())
+        if array.dtype != np_dtype:
+            array = array.astype(np_dtype)
+        if array.shape != shape:
+            array = array.reshape(shape)
+        return ir.Tensor(np.ascontiguousarray(array), name=name)
+
+    return ir.LazyTensor(materialize, dtype=ir_dtype, shape=ir.Shape(shape), name=name)
+
+
+def tensor(array: np.ndarray, name: str | None = None) -> ir.Tensor:
+    return ir.Tensor(np.ascontiguousarray(array), name=name)

@@ -1,0 +1,1 @@
+"""ONNX importer: reads ``.onnx`` files (with external data) into the IR."""

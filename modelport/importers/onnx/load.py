@@ -1,0 +1,55 @@
+"""Read an ONNX file into onnx_ir, checking it first so corrupt files fail with a clear error."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+import onnx_ir as ir
+from google.protobuf.message import DecodeError
+
+from modelport.errors import InvalidModelError
+from modelport.graph_ir.source import SOURCE_KEY
+from modelport.importers.registry import LoadOptions
+
+
+def load(path: str, options: LoadOptions | None = None) -> ir.Model:
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InvalidModelError(
+            f"cannot parse as ONNX (truncated or corrupt?): {_first_line(exc)}", path=path
+        ) from exc
+    except OSError as exc:
+        raise InvalidModelError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    if not proto.HasField("graph") or not proto.opset_import:
+        raise InvalidModelError("is not a complete ONNX model (no graph or opset)", path=path)
+    _check_external_data(proto, path)
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise InvalidModelError(f"is not a valid ONNX model: {_first_line(exc)}", path=path) from exc
+    model = ir.serde.deserialize_model(proto)
+    ir.external_data.set_base_dir(model.graph, os.path.dirname(os.path.abspath(path)))
+    for i, node in enumerate(model.graph):
+        if SOURCE_KEY not in node.metadata_props:
+            node.metadata_props[SOURCE_KEY] = node.name or f"{node.op_type}_{i}"
+    return model
+
+
+def _check_external_data(proto: onnx.ModelProto, path: str) -> None:
+    base = os.path.dirname(os.path.abspath(path))
+    for tensor in proto.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if location is None or not os.path.isfile(os.path.join(base, location)):
+            raise InvalidModelError(
+                f"weight {tensor.name!r} refers to external data {location!r}, which is missing",
+                path=path,
+            )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

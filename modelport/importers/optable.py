@@ -1,0 +1,65 @@
+"""Translation tables: small functions registered by source op/layer name.
+
+Each importer makes one table and decorates its translators::
+
+    keras_layer = OpTable("Keras layer")
+
+    @keras_layer("Conv2D", "Conv2DTranspose")
+    def conv(ctx, layer, inputs): ...
+
+An unknown op never stops at the first one: :meth:`OpTable.check` collects every name the
+table lacks and raises one :class:`UnsupportedOpsError` listing them all. Users can register
+translations for custom layers the same way (see the README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from modelport.errors import UnsupportedOpsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OpTable:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._table: dict[str, Callable[..., Any]] = {}
+
+    def __call__(self, *names: str, replace: bool = False) -> Callable[[F], F]:
+        def decorate(fn: F) -> F:
+            for name in names:
+                if name in self._table and not replace:
+                    raise ValueError(f"{self.kind} {name!r} is already registered")
+                self._table[name] = fn
+            return fn
+
+        return decorate
+
+    def register(self, name: str, fn: Callable[..., Any], *, replace: bool = True) -> None:
+        self(name, replace=replace)(fn)
+
+    def get(self, name: str) -> Callable[..., Any] | None:
+        return self._table.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._table
+
+    def names(self) -> list[str]:
+        return sorted(self._table)
+
+    def check(
+        self,
+        used: Iterable[tuple[str, str]],
+        *,
+        path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        """Raise if any (op name, layer name) pair in ``used`` has no translation."""
+        missing: dict[str, list[str]] = {}
+        for op, layer in used:
+            if op not in self._table:
+                missing.setdefault(op, []).append(layer)
+        if missing:
+            raise UnsupportedOpsError(missing, path=path, kind=self.kind, hint=hint)

@@ -1,0 +1,153 @@
+"""The format registry: which importers exist, how a file's format is detected, what each needs.
+
+Each importer package ``modelport.importers.<name>`` has a small ``format`` module defining
+``FORMAT = FormatSpec(...)``. It must import nothing heavy: detection runs on every command.
+The importer itself (``load``) and the verification reference (``reference``) are given as
+``"module:function"`` strings and imported only when used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import InvalidModelError, UnknownFormatError
+
+# Packages that may define a format, in the order `modelport formats` lists them.
+FORMAT_PACKAGES = ("onnx", "keras", "tensorflow", "caffe", "mxnet", "pytorch")
+HEAD_BYTES = 4096
+
+
+@dataclasses.dataclass
+class LoadOptions:
+    """What a user can tell an importer (CLI options map onto these one to one)."""
+
+    input_shapes: dict[str, list[int | str]] = dataclasses.field(default_factory=dict)
+    input_dtypes: dict[str, str] = dataclasses.field(default_factory=dict)
+    outputs: list[str] | None = None
+    weights: str | None = None  # companion weight file (.caffemodel, .params, state_dict)
+    trust_code: bool = False
+    random_weights: bool = False
+    nchw_inputs: bool = False
+    dynamic: list[str] = dataclasses.field(default_factory=list)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class FormatSpec:
+    name: str
+    description: str
+    extensions: tuple[str, ...]
+    detection: str  # one line: how the content is recognised
+    detect: Callable[[str, bytes], int]  # (path, first bytes) -> score, 0 = not this format
+    load: str  # "module:function" taking (path, LoadOptions) -> ir.Model
+    reference: str | None = None  # "module:function" (path, LoadOptions) -> reference runner
+    reference_name: str = ""  # what verification compares against
+    reference_modules: tuple[tuple[str, str], ...] = ()  # (python module, pip extra) it needs
+    load_modules: tuple[tuple[str, str], ...] = ()  # modules conversion itself needs
+
+    def loader(self) -> Callable[..., Any]:
+        return _resolve(self.load)
+
+    def reference_factory(self) -> Callable[..., Any] | None:
+        return _resolve(self.reference) if self.reference else None
+
+    def missing_for_reference(self) -> list[tuple[str, str]]:
+        return [(m, e) for m, e in self.reference_modules if not _installed(m)]
+
+    def missing_for_load(self) -> list[tuple[str, str]]:
+        return [(m, e) for m, e in self.load_modules if not _installed(m)]
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_FORMATS: dict[str, FormatSpec] | None = None
+
+
+def formats() -> dict[str, FormatSpec]:
+    global _FORMATS
+    if _FORMATS is None:
+        found: dict[str, FormatSpec] = {}
+        for package in FORMAT_PACKAGES:
+            name = f"modelport.importers.{package}.format"
+            if importlib.util.find_spec(f"modelport.importers.{package}") is None:
+                continue
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name == name:
+                    continue
+                raise
+            for spec in getattr(module, "FORMATS", [getattr(module, "FORMAT", None)]):
+                if spec is not None:
+                    found[spec.name] = spec
+        _FORMATS = found
+    return _FORMATS
+
+
+def get_format(name: str) -> FormatSpec:
+    try:
+        return formats()[name]
+    except KeyError:
+        raise UnknownFormatError(
+            f"unknown format {name!r}; known formats: {', '.join(formats())}"
+        ) from None
+
+
+def read_head(path: str) -> bytes:
+    if not os.path.isfile(path):
+        return b""
+    with open(path, "rb") as f:
+        return f.read(HEAD_BYTES)
+
+
+def detect_format(path: str | os.PathLike) -> FormatSpec:
+    """The format of ``path``, recognised by content first and by suffix second.
+
+    Raises InvalidModelError for a missing or empty file and UnknownFormatError when no importer
+    recognises the content.
+    """
+    path = os.fspath(path)
+    exists = os.path.exists(path)
+    head = read_head(path)
+    scored = []
+    for spec in formats().values():
+        try:
+            score = spec.detect(path, head)
+        except Exception:  # a detector must never crash detection of other formats
+            score = 0
+        if score:
+            scored.append((score, spec.name, spec))
+    if scored:
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        return scored[0][2]
+    if not exists:
+        raise InvalidModelError("no such file or directory", path=path)
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise InvalidModelError("file is empty", path=path)
+    suffix = Path(path).suffix.lower()
+    by_suffix = [s for s in formats().values() if suffix and suffix in s.extensions]
+    if by_suffix:
+        raise InvalidModelError(
+            f"has the suffix of a {by_suffix[0].description} file but its content is not one "
+            "(truncated or corrupt?)",
+            path=path,
+        )
+    raise UnknownFormatError(
+        "not a model format modelport reads (see `modelport formats`)", path=path
+    )
