@@ -1,0 +1,87 @@
+"""Caffe format declaration: a prototxt recognised by its text, a caffemodel by its wire shape."""
+
+from __future__ import annotations
+
+import re
+
+from modelport.importers.registry import FormatSpec
+
+_TEXT_MARKERS = re.compile(
+    rb"^\s*(layers?\s*\{|input\s*:|input_dim\s*:|input_shape\s*\{|name\s*:\s*\")", re.M
+)
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while pos < len(data):
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            break
+    raise ValueError("bad varint")
+
+
+def looks_like_caffemodel(head: bytes) -> bool:
+    """A binary NetParameter: fields 1 name, 3 input, 4 input_dim, 8 input_shape, 2/100 layers.
+
+    Writers emit the name and inputs first and the (large) layers after; a layer field whose
+    payload starts with a string name or a blob is required before the head runs out, unless
+    the head ends inside it.
+    """
+    pos = 0
+    try:
+        while pos < len(head):
+            key, pos = _varint(head, pos)
+            field, wire = key >> 3, key & 7
+            if field in (1, 3) and wire == 2:
+                length, pos = _varint(head, pos)
+                pos += length
+            elif field == 4 and wire == 0:
+                _, pos = _varint(head, pos)
+            elif field in (4, 8, 6) and wire == 2:
+                length, pos = _varint(head, pos)
+                pos += length
+            elif field in (5, 7) and wire == 0:
+                _, pos = _varint(head, pos)
+            elif field in (2, 100) and wire == 2:
+                _, start = _varint(head, pos)
+                if start >= len(head):
+                    return True
+                inner_key, _ = _varint(head, start)
+                inner_field, inner_wire = inner_key >> 3, inner_key & 7
+                # current layers start with name (1) / type (2) / bottom (3) / top (4);
+                # V1 layers with bottom (2) / top (3) / name (4) / V0 layer (1).
+                return inner_wire == 2 and inner_field in (1, 2, 3, 4)
+            else:
+                return False
+    except ValueError:
+        return False
+    return False
+
+
+def detect(path: str, head: bytes) -> int:
+    lower = path.lower()
+    if head and b"\x00" not in head[:1024] and _TEXT_MARKERS.search(head):
+        if re.search(rb"^\s*layers?\s*\{|^\s*input\s*:", head, re.M):
+            return 80 if lower.endswith((".prototxt", ".pbtxt", ".txt")) else 60
+        return 40 if lower.endswith(".prototxt") else 0
+    if looks_like_caffemodel(head):
+        return 85 if lower.endswith(".caffemodel") else 30
+    return 0
+
+
+FORMAT = FormatSpec(
+    name="caffe",
+    description="Caffe model (deploy.prototxt + .caffemodel)",
+    extensions=(".prototxt", ".caffemodel"),
+    detection="prototxt text with layer/layers/input entries; caffemodel: NetParameter wire shape",
+    detect=detect,
+    load="modelport.importers.caffe.load:load",
+    reference="modelport.convert.runners.caffe_opencv:reference",
+    reference_name="OpenCV DNN 4.x (readNetFromCaffe)",
+    reference_modules=(("cv2", "caffe"),),
+)
