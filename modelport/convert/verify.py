@@ -211,6 +211,31 @@ def layer_map(proto: onnx.ModelProto) -> dict[str, list[str]]:
     return {}
 
 
+VALUE_LAYOUTS_KEY = "modelport.value_layouts"
+
+
+def value_layouts(proto: onnx.ModelProto) -> dict[str, str]:
+    """Importer-recorded layouts of intermediate values that differ from the source layer's.
+
+    Each entry maps an ONNX value name to ``"p0,p1,..."`` (the value is the source tensor
+    transposed by that permutation) or ``"d1,d2,...|p0,p1,..."`` (a flattened tensor: reshape
+    to (batch, d1, d2, ...) and transpose by the permutation before flattening again).
+    """
+    for entry in proto.metadata_props:
+        if entry.key == VALUE_LAYOUTS_KEY:
+            return json.loads(entry.value)
+    return {}
+
+
+def to_source_layout(value: np.ndarray, layout: str, want_shape: tuple) -> np.ndarray:
+    dims, _, perm = layout.rpartition("|")
+    p = [int(x) for x in perm.split(",")]
+    if dims:
+        value = value.reshape(value.shape[0], *[int(d) for d in dims.split(",")])
+        return np.transpose(value, p).reshape(want_shape)
+    return np.transpose(value, [p.index(i) for i in range(len(p))])
+
+
 def verify_files(
     reference,
     converted: str,
@@ -281,13 +306,16 @@ def _compare_layers(report, reference, proto, converted, feeds, ref_feeds, rtol,
                if values and all(v in exposed for v in values)}
     got = runner.run(feeds, [v for values in present.values() for v in values])
     want = reference.run_layers(ref_feeds, present)
+    layouts = value_layouts(proto)
     report.layers = []
     for layer, values in present.items():
         if layer not in want:
             continue
         for i, (vname, ref) in enumerate(zip(values, want[layer])):
             value = got[vname]
-            if value.shape != np.shape(ref) and value.ndim >= 3:
+            if vname in layouts and value.size == np.size(ref):
+                value = to_source_layout(value, layouts[vname], np.shape(ref))
+            elif value.shape != np.shape(ref) and value.ndim >= 3:
                 cl = np.moveaxis(value, 1, -1)  # channels-first ONNX vs channels-last source
                 if cl.shape == np.shape(ref):
                     value = cl
