@@ -1,0 +1,158 @@
+"""Reference runner for Keras models: the model loaded by Keras itself.
+
+Files saved by Keras 2 are run by ``tf_keras`` when it is installed (the same code that wrote
+them), otherwise by Keras 3; Keras 3 files by Keras 3. Only verification imports Keras;
+conversion never does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import MissingDependencyError, ModelportError
+
+
+def _np(x: Any) -> np.ndarray:
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+
+
+def _flat(x: Any) -> list:
+    if isinstance(x, dict):
+        return [v for k in x for v in _flat(x[k])]
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in _flat(item)]
+    return [x]
+
+
+class KerasReference:
+    def __init__(self, path: str, options: Any = None, *, device: str = "cpu") -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from modelport.importers.keras.load import input_names, output_names
+        from modelport.importers.keras.model import open_keras, parse_model
+
+        weights = getattr(options, "weights", None)
+        kf = open_keras(path, weights)
+        try:
+            spec = parse_model(kf.config)
+            self.keras2 = kf.keras_version.startswith(("1", "2"))
+        finally:
+            for h in kf.handles:
+                h.close()
+        self.inputs = input_names(spec)
+        self.outputs = output_names(spec)
+        self.int_high = _vocab(kf.config)
+        trust = bool(getattr(options, "trust_code", False))
+        self.keras, self.model = self._load(path, weights, trust)
+        self.name = f"{'tf_keras' if self.keras.__name__ == 'tf_keras' else 'Keras'} " \
+                    f"{self.keras.__version__}"
+
+    def _load(self, path: str, weights: str | None, trust: bool):
+        keras = None
+        if self.keras2:
+            try:
+                import tf_keras as keras
+            except ImportError:
+                keras = None
+        if keras is None:
+            try:
+                import keras
+            except ImportError as exc:
+                raise MissingDependencyError("keras", "keras", "verifying a Keras model") from exc
+        try:
+            if path.lower().endswith(".json"):
+                with open(path) as f:
+                    model = keras.models.model_from_json(f.read())
+                if weights:
+                    model.load_weights(weights)
+                return keras, model
+            kwargs = {"compile": False}
+            if keras.__name__ == "keras":
+                kwargs["safe_mode"] = not trust
+            model = keras.models.load_model(path, **kwargs)
+            if weights:
+                model.load_weights(weights)
+            return keras, model
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelportError(f"{keras.__name__} cannot load the model: {first}",
+                                 path=path) from exc
+
+    def _call(self, model: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        xs = [feeds[n] for n in self.inputs]
+        out = model(xs, training=False)
+        return [_np(o) for o in _flat(out)]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.outputs, self._call(self.model, feeds)))
+
+    def _layer_tensors(self, name: str) -> list | None:
+        try:
+            layer = self.model.get_layer(name)
+        except ValueError:
+            return None
+        try:
+            if hasattr(layer, "get_output_at"):
+                out = layer.get_output_at(-1)
+            else:
+                out = layer._inbound_nodes[-1].outputs
+        except Exception:
+            return None
+        return _flat(out)
+
+    def run_layers(self, feeds: dict[str, np.ndarray],
+                   layers: dict[str, list[str]]) -> dict[str, list[np.ndarray]]:
+        wanted: dict[str, list] = {}
+        for name, values in layers.items():
+            tensors = self._layer_tensors(name)
+            if tensors and len(tensors) == len(values):
+                wanted[name] = tensors
+        names = list(wanted)
+        flat = [t for n in names for t in wanted[n]]
+        try:
+            probe = self.keras.Model(self.model.inputs, flat)
+        except Exception:
+            keep = []
+            for n in names:
+                try:
+                    self.keras.Model(self.model.inputs, wanted[n])
+                    keep.append(n)
+                except Exception:
+                    continue
+            names = keep
+            flat = [t for n in names for t in wanted[n]]
+            if not flat:
+                return {}
+            probe = self.keras.Model(self.model.inputs, flat)
+        results = self._call(probe, feeds)
+        out: dict[str, list[np.ndarray]] = {}
+        i = 0
+        for n in names:
+            k = len(wanted[n])
+            out[n] = results[i:i + k]
+            i += k
+        return out
+
+
+def _vocab(config: dict) -> int | None:
+    """The smallest Embedding vocabulary, so random integer inputs stay in range."""
+    sizes = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            if x.get("class_name") == "Embedding":
+                sizes.append(int((x.get("config") or {}).get("input_dim", 0)))
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(config)
+    return min(sizes) if sizes else None
+
+
+def reference(path: str, options: Any = None, device: str = "cpu") -> KerasReference:
+    return KerasReference(path, options, device=device)

@@ -1,0 +1,1 @@
+"""Translators of Keras layers, one module per family."""

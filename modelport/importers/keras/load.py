@@ -1,0 +1,336 @@
+"""Build the IR graph of a Keras model from its config and weights (no Keras, no TensorFlow)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from modelport.errors import (
+    InvalidModelError,
+    ModelportError,
+    UnsafeModelError,
+    UnsupportedOpsError,
+)
+from modelport.graph_ir.builder import GraphBuilder
+from modelport.importers.keras.model import (
+    MODEL_CLASSES,
+    ArchiveWeights,
+    LayerSpec,
+    ModelSpec,
+    Ref,
+    open_keras,
+    parse_model,
+)
+from modelport.importers.keras.table import KT, Context, Layer, cf_perm, keras_layer, onnx_dims
+from modelport.importers.registry import LoadOptions
+
+TRANSLATOR_MODULES = ("core", "activations", "conv", "pooling", "normalization", "merge",
+                      "reshaping", "recurrent", "attention", "preprocessing", "ops", "wrappers")
+SOURCE_PERM_KEY = "modelport.source_perm"
+VALUE_LAYOUTS_KEY = "modelport.value_layouts"
+_loaded = False
+
+
+def load_translators() -> None:
+    global _loaded
+    if not _loaded:
+        for m in TRANSLATOR_MODULES:
+            importlib.import_module(f"modelport.importers.keras.layers.{m}")
+        _loaded = True
+
+
+def load(path: str, options: LoadOptions | None = None) -> ir.Model:
+    options = options or LoadOptions()
+    load_translators()
+    kf = open_keras(path, options.weights)
+    config = kf.config
+    if "class_name" not in config and "config" not in config:
+        raise InvalidModelError("the model config is not a Keras model", path=path)
+    spec = parse_model(config)
+    weights = kf.weights
+    if isinstance(weights, tuple):  # weights-only file in the Keras 3 layout
+        weights = ArchiveWeights(weights[1])
+        weights.assign(spec)
+    if weights is None and not options.random_weights:
+        raise InvalidModelError("has no weights (pass --weights FILE or --random-weights)",
+                                path=path)
+    check_layers(spec, options, path)
+    b = GraphBuilder(spec.name or "keras")
+    ctx = Context(b, options, path)
+    ctx.keras_version = kf.keras_version
+    walker = Walker(ctx, weights, kf.keras_version, options)
+    outputs = walker.run(spec, (), None)
+    names = output_names(spec)
+    for t, name in zip(outputs, names):
+        if options.nchw_inputs and t.perm is not None and t.fperm is None and t.rank >= 3:
+            value = ctx.to_perm(t, cf_perm(t.rank))
+            out = b.output(value, name)
+            out.metadata_props[SOURCE_PERM_KEY] = ",".join(
+                map(str, [0, *range(2, t.rank), 1]))
+        else:
+            out = b.output(ctx.logical(t), name)
+        out.shape = ir.Shape(onnx_dims(t.shape if out.metadata_props.get(SOURCE_PERM_KEY) is None
+                                       else [t.shape[p] for p in cf_perm(t.rank)]))
+        out.type = ir.TensorType(ir.DataType.from_numpy(t.dtype))
+    meta = {"modelport.keras_version": kf.keras_version}
+    if ctx.layouts:
+        meta[VALUE_LAYOUTS_KEY] = json.dumps(ctx.layouts, separators=(",", ":"))
+    model = b.build(metadata=meta)
+    model._modelport_handles = kf.handles  # keep the files open while tensors are lazy
+    return model
+
+
+def output_names(spec: ModelSpec) -> list[str]:
+    """Graph output names: the Keras output layer names, numbered when a layer gives several."""
+    names: list[str] = []
+    for ref in spec.outputs:
+        name = ref.layer
+        n = 1
+        while name in names:
+            name = f"{ref.layer}_{n}"
+            n += 1
+        names.append(name)
+    return names
+
+
+def input_names(spec: ModelSpec) -> list[str]:
+    return [r.layer for r in spec.inputs]
+
+
+def _lookup(spec: LayerSpec):
+    if spec.class_name == "Lambda":
+        return keras_layer.get(f"Lambda:{spec.name}")
+    fn = keras_layer.get(spec.class_name)
+    reg = spec.raw.get("registered_name") if spec.raw else None
+    if fn is None and reg:
+        fn = keras_layer.get(reg)
+    return fn
+
+
+def check_layers(spec: ModelSpec, options: LoadOptions, path: str, prefix: str = "") -> None:
+    """Raise once for every layer that cannot be translated (Lambda, custom, unknown)."""
+    missing: dict[str, list[str]] = {}
+    lambdas: list[str] = []
+
+    def visit(model: ModelSpec, prefix: str) -> None:
+        for layer in model.layers:
+            full = prefix + layer.name
+            if layer.class_name in MODEL_CLASSES:
+                visit(parse_model(layer.raw), full + "/")
+                continue
+            for inner in _wrapped(layer):
+                if _lookup(inner) is None:
+                    missing.setdefault(_label(inner), []).append(full)
+            if layer.class_name == "Lambda" and _lookup(layer) is None:
+                lambdas.append(full)
+            elif layer.class_name != "InputLayer" and _lookup(layer) is None:
+                missing.setdefault(_label(layer), []).append(full)
+
+    visit(spec, prefix)
+    if lambdas and not options.trust_code:
+        shown = ", ".join(repr(n) for n in lambdas)
+        raise UnsafeModelError(
+            f"Lambda layer{'s' if len(lambdas) > 1 else ''} {shown} hold{'' if len(lambdas) > 1 else 's'} "
+            "Python code, which modelport never runs; re-save the model without Lambda layers, "
+            "or register a translation with @keras_layer('Lambda:<layer name>')"
+            + (f" (other untranslatable layers: {', '.join(missing)})" if missing else ""),
+            path=path)
+    if lambdas:
+        missing.setdefault("Lambda", []).extend(lambdas)
+    if missing:
+        raise UnsupportedOpsError(
+            missing, path=path, kind="Keras layer",
+            hint="custom layers are never executed; register a translation with "
+                 "@keras_layer('ClassName') from modelport.importers.keras (see docs/keras.md)"
+                 + ("; Lambda code is not translated even with --trust-code"
+                    if "Lambda" in missing else ""))
+
+
+def _label(spec: LayerSpec) -> str:
+    reg = spec.raw.get("registered_name") if spec.raw else None
+    module = spec.module or ""
+    if reg and reg != spec.class_name:
+        return f"{spec.class_name} [{reg}]"
+    if module and not module.startswith("keras"):
+        return f"{spec.class_name} [{module}]"
+    return spec.class_name
+
+
+def _wrapped(spec: LayerSpec) -> list[LayerSpec]:
+    out = []
+    for key in ("layer", "backward_layer"):
+        inner = spec.config.get(key)
+        if isinstance(inner, dict) and "class_name" in inner and \
+                spec.class_name in ("TimeDistributed", "Bidirectional"):
+            ic = inner.get("config") or {}
+            out.append(LayerSpec(inner["class_name"], ic.get("name", key), ic, inner.get("module"),
+                                 [], inner))
+    return out
+
+
+def _input_dtype(cfg: dict) -> np.dtype:
+    d = cfg.get("dtype") or "float32"
+    if isinstance(d, dict):
+        d = (d.get("config") or {}).get("name", "float32")
+    if d in ("mixed_float16", "mixed_bfloat16"):
+        d = "float32"
+    try:
+        return np.dtype(d)
+    except TypeError:
+        return np.dtype(np.float32)
+
+
+class Walker:
+    def __init__(self, ctx: Context, weights: Any, version: str, options: LoadOptions) -> None:
+        self.ctx = ctx
+        self.weights = weights
+        self.version = version
+        self.options = options
+
+    def make_layer(self, spec: LayerSpec, path: tuple[str, ...]) -> Layer:
+        def get_weights() -> list:
+            if self.weights is None:
+                raise InvalidModelError("random weights are not supported for Keras models")
+            cache = getattr(get_weights, "cache", None)
+            if cache is None:
+                cache = self.weights.for_layer(path, spec)
+                get_weights.cache = cache
+            return cache
+
+        return Layer(spec.class_name, "/".join(path), spec.config, get_weights, spec.module,
+                     self.version)
+
+    def run(self, spec: ModelSpec, prefix: tuple[str, ...], inputs: list[KT] | None) -> list[KT]:
+        b = self.ctx.b
+        produced: dict[tuple[str, int, int], KT] = {}
+        by_name = {layer.name: layer for layer in spec.layers}
+        # Inputs.
+        for i, ref in enumerate(spec.inputs):
+            layer = by_name.get(ref.layer)
+            if layer is None:
+                raise InvalidModelError(f"the model's input {ref.layer!r} is not one of its layers")
+            if inputs is not None:
+                produced[(ref.layer, 0, 0)] = inputs[i]
+                continue
+            cfg = layer.config
+            shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+            if shape is None:
+                raise InvalidModelError(f"input {ref.layer!r} has no shape in the config")
+            shape = tuple(d if d is None else int(d) for d in shape)
+            override = self.options.input_shapes.get(ref.layer)
+            dtype = _input_dtype(cfg)
+            if self.options.input_dtypes.get(ref.layer):
+                dtype = np.dtype(self.options.input_dtypes[ref.layer])
+            rank = len(shape)
+            if self.options.nchw_inputs and rank >= 3 and dtype.kind == "f":
+                perm = cf_perm(rank)
+                phys = [shape[p] for p in perm]
+                if override:
+                    phys = list(override)
+                    shape = tuple(phys[perm.index(a)] if isinstance(phys[perm.index(a)], int)
+                                  else None for a in range(rank))
+                v = b.input(ref.layer, dtype, [d if d is not None else ("N" if j == 0 else f"d{j}")
+                                               for j, d in enumerate(phys)])
+                v.metadata_props[SOURCE_PERM_KEY] = ",".join(
+                    map(str, [0, *range(2, rank), 1]))
+                produced[(ref.layer, 0, 0)] = KT(v, shape, dtype, perm)
+            else:
+                if override:
+                    shape = tuple(d if isinstance(d, int) else None for d in override)
+                v = b.input(ref.layer, dtype, [d if d is not None else ("N" if j == 0 else f"d{j}")
+                                               for j, d in enumerate(shape)])
+                produced[(ref.layer, 0, 0)] = KT(v, shape, dtype)
+        # Calls, in dependency order.
+        pending = [(layer, ci) for layer in spec.layers if layer.class_name != "InputLayer"
+                   for ci in range(len(layer.calls))]
+        layers_cache: dict[str, Layer] = {}
+        while pending:
+            progress = False
+            rest = []
+            for layer, ci in pending:
+                call = layer.calls[ci]
+                refs = [a for a in call.args if isinstance(a, Ref)] + \
+                       [r for v in call.kwargs.values() for r in _refs_in(v)]
+                if not all((r.layer, r.node, r.index) in produced for r in refs):
+                    rest.append((layer, ci))
+                    continue
+                progress = True
+
+                def resolve(a: Any) -> Any:
+                    if isinstance(a, Ref):
+                        return produced[(a.layer, a.node, a.index)]
+                    if isinstance(a, list):
+                        return [resolve(x) for x in a]
+                    return a
+
+                args = [resolve(a) for a in call.args]
+                kwargs = {k: resolve(v) for k, v in call.kwargs.items()}
+                path = (*prefix, layer.name)
+                if layer.class_name in MODEL_CLASSES:
+                    outs = self.run(parse_model(layer.raw), path,
+                                    [a for a in args if isinstance(a, KT)])
+                else:
+                    if layer.name not in layers_cache:
+                        layers_cache[layer.name] = self.make_layer(layer, path)
+                    outs = self.translate(layers_cache[layer.name], layer, args, kwargs)
+                for j, t in enumerate(outs):
+                    produced[(layer.name, ci, j)] = t
+                    self.ctx.record_layout(t)
+            if not progress:
+                names = sorted({layer.name for layer, _ in rest})
+                raise InvalidModelError(
+                    f"layers {', '.join(names[:5])} use tensors no layer produces "
+                    "(the model config is inconsistent)")
+            pending = rest
+        result = []
+        for ref in spec.outputs:
+            key = (ref.layer, ref.node, ref.index)
+            if key not in produced:
+                raise InvalidModelError(f"the model output {ref.layer!r} is never computed")
+            result.append(produced[key])
+        return result
+
+    def translate(self, layer: Layer, spec: LayerSpec, args: list, kwargs: dict) -> list[KT]:
+        fn = _lookup(spec)
+        assert fn is not None
+        ctx = self.ctx
+        inputs = []
+        for a in args:
+            if isinstance(a, KT):
+                inputs.append(a)
+            else:
+                inputs.append(const_kt(ctx, a))
+        ctx.kwargs = kwargs
+        ctx.spec = spec
+        with ctx.b.layer(layer.name):
+            try:
+                out = fn(ctx, layer, inputs)
+            except ModelportError:
+                raise
+            except (KeyError, IndexError, ValueError, TypeError) as exc:
+                raise InvalidModelError(
+                    f"layer {layer.name!r} ({layer.class_name}) cannot be translated: "
+                    f"{type(exc).__name__}: {exc}", path=ctx.path) from exc
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def _refs_in(v: Any) -> list[Ref]:
+    if isinstance(v, Ref):
+        return [v]
+    if isinstance(v, list):
+        return [r for x in v for r in _refs_in(x)]
+    return []
+
+
+def const_kt(ctx: Context, value: Any) -> KT:
+    arr = np.asarray(value)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    if arr.dtype == np.int64 and arr.ndim == 0:
+        arr = arr.astype(np.float32)  # Python scalars in ops: promoted against float tensors
+    v = ctx.const(arr, "scalar")
+    return KT(v, arr.shape, arr.dtype, const=arr)

@@ -1,0 +1,407 @@
+"""Reading a Keras file: the JSON model config and where each layer's weights are.
+
+Three containers are read:
+
+* legacy HDF5 (Keras 2 ``model.save("m.h5")``, and Keras 3 which still writes it): the root
+  attribute ``model_config`` holds the JSON, ``model_weights/<layer>`` groups list their
+  datasets in the attribute ``weight_names`` (in the layer's ``weights`` order);
+* weights-only HDF5 (``save_weights``) plus a JSON architecture file (``to_json()``): the same
+  groups at the root of the file;
+* Keras 3 ``.keras`` zip archives: ``config.json`` and ``model.weights.h5``, whose groups are
+  named after the layer *class* (``layers/conv2d_1/vars/0``), numbered in ``model.layers`` order.
+
+Configs of Keras 2 and Keras 3 are normalised into :class:`Node` calls here, so translators
+never see the difference between ``inbound_nodes`` formats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import zipfile
+from typing import Any
+
+from modelport.errors import InvalidModelError
+
+MODEL_CLASSES = {"Functional", "Model", "Sequential"}
+
+
+@dataclasses.dataclass
+class Ref:
+    """A tensor produced by call ``node`` of layer ``layer`` (its output ``index``)."""
+
+    layer: str
+    node: int
+    index: int
+
+
+@dataclasses.dataclass
+class Call:
+    """One call of a layer: positional tensor refs (flattened), keyword tensors, constants."""
+
+    args: list[Any]  # Ref or constant values, nested structure flattened
+    kwargs: dict[str, Any]
+
+
+@dataclasses.dataclass
+class LayerSpec:
+    class_name: str
+    name: str
+    config: dict
+    module: str | None
+    calls: list[Call]
+    raw: dict
+
+
+def _is_tensor3(x: Any) -> bool:
+    return isinstance(x, dict) and x.get("class_name") == "__keras_tensor__"
+
+
+def _parse_value(x: Any) -> Any:
+    """Keras 3 argument values: tensors become Refs, lists stay lists."""
+    if _is_tensor3(x):
+        h = x["config"]["keras_history"]
+        return Ref(h[0], int(h[1]), int(h[2]))
+    if isinstance(x, list):
+        return [_parse_value(v) for v in x]
+    if isinstance(x, dict) and "class_name" not in x:
+        return {k: _parse_value(v) for k, v in x.items()}
+    return x
+
+
+def _flatten(x: Any) -> list:
+    if isinstance(x, list):
+        out = []
+        for v in x:
+            out.extend(_flatten(v))
+        return out
+    return [x]
+
+
+def _parse_calls(inbound: Any) -> list[Call]:
+    calls = []
+    for node in inbound or []:
+        if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+            args = _flatten(_parse_value(node.get("args", [])))
+            kwargs = {k: _parse_value(v) for k, v in (node.get("kwargs") or {}).items()}
+            calls.append(Call(args, kwargs))
+        else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
+            args: list[Any] = []
+            kwargs: dict[str, Any] = {}
+            for entry in node:
+                if isinstance(entry, dict):  # a bare kwargs dict (rare)
+                    kwargs.update(entry)
+                    continue
+                args.append(Ref(entry[0], int(entry[1]), int(entry[2])))
+                if len(entry) > 3 and isinstance(entry[3], dict):
+                    for k, v in entry[3].items():
+                        kwargs[k] = _keras2_kwarg(v)
+            calls.append(Call(args, kwargs))
+    return calls
+
+
+def _keras2_kwarg(v: Any) -> Any:
+    if (isinstance(v, list) and len(v) in (3, 4) and isinstance(v[0], str)
+            and isinstance(v[1], int) and isinstance(v[2], int)):
+        return Ref(v[0], v[1], v[2])
+    if isinstance(v, list):
+        return [_keras2_kwarg(x) for x in v]
+    return v
+
+
+def _refs(x: Any) -> list[Ref]:
+    if isinstance(x, Ref):
+        return [x]
+    if isinstance(x, list):
+        return [r for v in x for r in _refs(v)]
+    if isinstance(x, dict):
+        return [r for v in x.values() for r in _refs(v)]
+    return []
+
+
+def _io_refs(x: Any) -> list[Ref]:
+    if not x:
+        return []
+    if isinstance(x, dict):  # Keras 3 may key inputs/outputs by name
+        x = list(x.values())
+    if isinstance(x[0], str):
+        return [Ref(x[0], int(x[1]), int(x[2]))]
+    return [r for v in x for r in _io_refs(v)]
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    class_name: str
+    name: str
+    layers: list[LayerSpec]
+    inputs: list[Ref]
+    outputs: list[Ref]
+    raw: dict
+
+
+def parse_model(cfg: dict) -> ModelSpec:
+    """A Sequential or Functional model config (``{"class_name", "config"}``)."""
+    cls = cfg.get("class_name")
+    conf = cfg.get("config") or {}
+    if cls == "Sequential":
+        return _parse_sequential(conf, cfg)
+    if cls in ("Functional", "Model") or "layers" in conf:
+        layers = []
+        for lc in conf.get("layers", []):
+            lconf = lc.get("config") or {}
+            name = lc.get("name") or lconf.get("name")
+            layers.append(LayerSpec(lc["class_name"], name, lconf, lc.get("module"),
+                                    _parse_calls(lc.get("inbound_nodes")), lc))
+        return ModelSpec(cls or "Functional", conf.get("name", "model"), layers,
+                         _io_refs(conf.get("input_layers")), _io_refs(conf.get("output_layers")),
+                         cfg)
+    raise InvalidModelError(f"the model config has class {cls!r}, not a Sequential or "
+                            "Functional model (subclassed models keep their code in Python and "
+                            "cannot be read without it)")
+
+
+def _parse_sequential(conf: dict, raw: dict) -> ModelSpec:
+    entries = conf["layers"] if isinstance(conf, dict) else conf
+    layers: list[LayerSpec] = []
+    first = entries[0] if entries else None
+    if first is not None and first["class_name"] != "InputLayer":
+        fc = first.get("config") or {}
+        shape = fc.get("batch_input_shape") or fc.get("batch_shape")
+        if shape is None and isinstance(conf, dict):
+            shape = conf.get("build_input_shape")
+            if isinstance(shape, dict):
+                shape = None
+        if shape is None:
+            raise InvalidModelError("the Sequential model has no input shape (it was never built)")
+        input_cfg = {"batch_shape": list(shape), "dtype": fc.get("dtype") if isinstance(
+            fc.get("dtype"), str) else "float32", "name": f"{fc.get('name', 'input')}_input"}
+        layers.append(LayerSpec("InputLayer", input_cfg["name"], input_cfg, None, [], {}))
+    prev: str | None = None
+    for lc in entries:
+        lconf = lc.get("config") or {}
+        name = lc.get("name") or lconf.get("name")
+        calls = [] if lc["class_name"] == "InputLayer" else [Call([Ref(prev, 0, 0)], {})]
+        if lc["class_name"] != "InputLayer" and prev is None:
+            calls = [Call([Ref(layers[0].name, 0, 0)], {})]
+        layers.append(LayerSpec(lc["class_name"], name, lconf, lc.get("module"), calls, lc))
+        prev = name
+    return ModelSpec("Sequential", conf.get("name", "sequential") if isinstance(conf, dict) else
+                     "sequential", layers, [Ref(layers[0].name, 0, 0)], [Ref(prev, 0, 0)], raw)
+
+
+def snake_case(name: str) -> str:
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+# -- weights -------------------------------------------------------------------------------------
+
+# Sub-objects whose weights come in a fixed order in ``layer.weights`` (.keras archives name
+# their groups by attribute, which h5py lists alphabetically).
+_CHILD_ORDER = {
+    "MultiHeadAttention": ["query_dense", "key_dense", "value_dense", "output_dense"],
+    "Bidirectional": ["forward_layer", "backward_layer"],
+}
+
+
+class LegacyWeights:
+    """Weights in ``model_weights/<layer>`` groups (or at the root for save_weights files)."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+
+    def for_layer(self, path: tuple[str, ...], spec: LayerSpec) -> list:
+        group = self.root.get(path[0]) if path[0] in self.root else None
+        if group is None:
+            return []
+        names = [n.decode() if isinstance(n, bytes) else str(n)
+                 for n in group.attrs.get("weight_names", [])]
+        datasets = [group[n] for n in names]
+        if len(path) > 1:  # a layer inside a nested model: its names start with its own name
+            inner = path[-1]
+            datasets = [d for n, d in zip(names, datasets)
+                        if n.split("/")[0] == inner or f"/{inner}/" in f"/{n}"]
+        return datasets
+
+
+class ArchiveWeights:
+    """Weights in a Keras 3 ``model.weights.h5`` (``layers/<class_snake>[_i]/vars/<k>``)."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.paths: dict[tuple[str, ...], str] = {}
+
+    def assign(self, model: ModelSpec, prefix: tuple[str, ...] = (), base: str = "") -> None:
+        used: dict[str, int] = {}
+        for spec in model.layers:
+            if spec.class_name == "InputLayer" and model.class_name == "Sequential" and \
+                    not spec.raw:
+                continue  # synthesised by parse_model, not a real layer
+            key = snake_case(spec.class_name)
+            if key in used:
+                used[key] += 1
+                key = f"{key}_{used[key]}"
+            else:
+                used[key] = 0
+            group = f"{base}layers/{key}"
+            self.paths[(*prefix, spec.name)] = group
+            if spec.class_name in MODEL_CLASSES:
+                self.assign(parse_model(spec.raw), (*prefix, spec.name), group + "/")
+
+    def for_layer(self, path: tuple[str, ...], spec: LayerSpec) -> list:
+        group = self.paths.get(path)
+        if group is None or group not in self.root:
+            return []
+        return self._collect(self.root[group], spec.class_name)
+
+    def _collect(self, group: Any, class_name: str) -> list:
+        out = []
+        if "vars" in group:
+            v = group["vars"]
+            out.extend(v[k] for k in sorted(v.keys(), key=int))
+        children = [k for k in group.keys() if k != "vars"]
+        order = _CHILD_ORDER.get(class_name)
+        if order:
+            children = [c for c in order if c in children] + \
+                       sorted(c for c in children if c not in order)
+        else:
+            children = sorted(children)
+        for c in children:
+            sub = group[c]
+            if hasattr(sub, "keys"):
+                out.extend(self._collect(sub, ""))
+        return out
+
+
+@dataclasses.dataclass
+class KerasFile:
+    config: dict
+    keras_version: str
+    weights: Any  # LegacyWeights | ArchiveWeights | None
+    handles: list  # open files to close
+
+
+def open_keras(path: str, weights_path: str | None) -> KerasFile:
+    import h5py
+
+    handles: list = []
+    try:
+        if zipfile.is_zipfile(path):
+            return _open_archive(path, handles)
+        if os.path.isdir(path):
+            with open(os.path.join(path, "config.json")) as f:
+                config = json.load(f)
+            h = h5py.File(os.path.join(path, "model.weights.h5"), "r")
+            handles.append(h)
+            aw = ArchiveWeights(h)
+            aw.assign(parse_model(config))
+            return KerasFile(config, "3", aw, handles)
+        if path.lower().endswith(".json"):
+            with open(path) as f:
+                config = json.load(f)
+            weights = None
+            if weights_path:
+                h = h5py.File(weights_path, "r")
+                handles.append(h)
+                weights = _weights_only(h)
+            return KerasFile(config, str(config.get("keras_version", "3")), weights, handles)
+        h = h5py.File(path, "r")
+        handles.append(h)
+        version = _attr(h, "keras_version") or "2"
+        raw = _attr(h, "model_config")
+        if raw is None:
+            if "layer_names" in h.attrs or "layers" in h:
+                raise InvalidModelError(
+                    "holds weights only (no model_config); pass the architecture JSON as the "
+                    "model and this file with --weights", path=path)
+            raise InvalidModelError("is an HDF5 file without a Keras model_config", path=path)
+        config = json.loads(raw)
+        if weights_path:
+            h2 = h5py.File(weights_path, "r")
+            handles.append(h2)
+            weights = _weights_only(h2)
+        else:
+            weights = LegacyWeights(h["model_weights"]) if "model_weights" in h else None
+        return KerasFile(config, version, weights, handles)
+    except InvalidModelError:
+        for h in handles:
+            h.close()
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        for h in handles:
+            h.close()
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidModelError(f"cannot be read as a Keras file (truncated or corrupt?): "
+                                f"{text}", path=path) from exc
+
+
+def _weights_only(h: Any) -> Any:
+    if "layers" in h and "layer_names" not in h.attrs:
+        return ("archive", h)  # resolved once the config is parsed
+    return LegacyWeights(h["model_weights"] if "model_weights" in h else h)
+
+
+def _attr(h: Any, name: str) -> str | None:
+    v = h.attrs.get(name)
+    if v is None:
+        return None
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _open_archive(path: str, handles: list) -> KerasFile:
+    import h5py
+
+    z = zipfile.ZipFile(path)
+    handles.append(z)
+    config = json.loads(z.read("config.json"))
+    meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+    info = z.getinfo("model.weights.h5")
+    if info.compress_type == zipfile.ZIP_STORED:
+        # Uncompressed member: read it in place through an offset view (no copy in memory).
+        f = open(path, "rb")
+        handles.append(f)
+        f.seek(info.header_offset)
+        header = f.read(30)
+        name_len = int.from_bytes(header[26:28], "little")
+        extra_len = int.from_bytes(header[28:30], "little")
+        start = info.header_offset + 30 + name_len + extra_len
+        h = h5py.File(_Window(f, start, info.file_size), "r")
+    else:
+        h = h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
+    handles.append(h)
+    aw = ArchiveWeights(h)
+    aw.assign(parse_model(config))
+    return KerasFile(config, str(meta.get("keras_version", "3")), aw, handles)
+
+
+class _Window(io.RawIOBase):
+    """A read-only file object over ``size`` bytes of ``f`` starting at ``start``."""
+
+    def __init__(self, f: Any, start: int, size: int) -> None:
+        self.f, self.start, self.size, self.pos = f, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = base + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, b: Any) -> int:
+        n = max(0, min(len(b), self.size - self.pos))
+        self.f.seek(self.start + self.pos)
+        data = self.f.read(n)
+        b[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
