@@ -30,6 +30,7 @@ def set_input_shapes(model: ir.Model, shapes: dict[str, list[int | str]]) -> Non
             f"--input names {join_names(unknown)}, but the model's inputs are "
             f"{join_names(by_name) or 'none'}"
         )
+    changed = False
     for name, dims in shapes.items():
         value = by_name[name]
         if value.shape is not None and len(value.shape) != len(dims):
@@ -39,12 +40,27 @@ def set_input_shapes(model: ir.Model, shapes: dict[str, list[int | str]]) -> Non
             )
         if any(isinstance(d, int) and d <= 0 for d in dims):
             raise InputSpecError(f"--input {name}: dims must be positive, got {dims}")
+        if value.shape is not None and _same_dims(value.shape, dims):
+            continue
         value.shape = ir.Shape(dims)
+        changed = True
+    if not changed:  # the importer already applied them: keep the inferred shapes
+        return
     # Stored intermediate shapes may contradict the new input shapes: drop them.
     for node in model.graph.all_nodes():
         for out in node.outputs:
             if out is not None:
                 out.shape = None
+
+
+def _same_dims(shape: ir.Shape, dims: list[int | str]) -> bool:
+    for have, want in zip(shape.dims, dims):
+        if isinstance(want, int):
+            if have != want:
+                return False
+        elif not isinstance(have, ir.SymbolicDim) or have.value != want:
+            return False
+    return True
 
 
 def select_outputs(model: ir.Model, names: list[str] | None) -> None:
