@@ -14,13 +14,16 @@ from collections.abc import Callable
 
 import onnx
 import onnx_ir as ir
-from onnx_ir.passes.common import ShapeInferencePass
+from onnx_ir.passes.common import _c_api_utils
 
 from modelport.errors import ExportError
 from modelport.exporters._protowire import write_model
 from modelport.exporters.atomic import atomic_outputs
 
 EXTERNAL_DATA_THRESHOLD = 2_000_000_000  # protobuf cannot serialize messages over 2 GiB
+# In-memory flag (model.meta) set by the ONNX importer when the *source* already fails the
+# full check (onnx's strict shape inference); the export is then checked the basic way.
+FULL_CHECK_KEY = "modelport.source_passes_full_check"
 
 
 @dataclasses.dataclass
@@ -29,6 +32,7 @@ class ExportResult:
     bytes: int
     external_data: str | None
     opset: int
+    full_check: bool = True
 
 
 def weight_bytes(model: ir.Model) -> int:
@@ -66,7 +70,34 @@ def _fix_ir_version(model: ir.Model) -> None:
 
 
 def infer_shapes(model: ir.Model) -> None:
-    ShapeInferencePass(check_type=True, strict_mode=False, data_prop=True)(model)
+    """Store inferred types and shapes on values that lack them.
+
+    Uses onnx's shape inference (through onnx_ir's helper that leaves large weights out of the
+    call). Unlike onnx_ir's ShapeInferencePass it never overwrites a type or shape the graph
+    already declares, and never turns a sequence or optional type into a tensor type.
+    """
+
+    def run(proto: onnx.ModelProto) -> onnx.ModelProto:
+        return onnx.shape_inference.infer_shapes(
+            proto, check_type=False, strict_mode=False, data_prop=True
+        )
+
+    try:
+        inferred = ir.serde.deserialize_model(_c_api_utils.call_onnx_api(run, model))
+    except Exception:  # inference is best effort; the checker has the last word
+        return
+    for graph, inferred_graph in zip(model.graphs(), inferred.graphs()):
+        known = ir.convenience.create_value_mapping(inferred_graph)
+        for name, value in ir.convenience.create_value_mapping(graph).items():
+            other = known.get(name)
+            if other is None or other.type is None:
+                continue
+            if value.type is None:
+                value.type = other.type
+            if value.shape is None and other.shape is not None and (
+                isinstance(value.type, ir.TensorType) and value.type == other.type
+            ):
+                value.shape = other.shape
 
 
 def export(
@@ -107,8 +138,9 @@ def export(
                     write_model(model, f, on_tensor=on_tensor)
         except OSError as exc:
             raise ExportError(f"cannot write: {exc.strerror or exc}", path=path) from exc
+        full_check = model.meta.get(FULL_CHECK_KEY, True)
         try:
-            onnx.checker.check_model(tmp_model, full_check=True)
+            onnx.checker.check_model(tmp_model, full_check=full_check)
         except Exception as exc:  # onnx raises several exception types here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"the converted graph fails the ONNX checker: {first}", path=path) from exc
@@ -118,4 +150,5 @@ def export(
         bytes=size,
         external_data=finals[0] if use_external else None,
         opset=model.opset_imports.get("", 0),
+        full_check=full_check,
     )

@@ -141,10 +141,15 @@ class OnnxReference:
     def __init__(self, path: str, options=None, *, device: str = "cpu") -> None:
         self.path = path
         self.device = device
-        self._runner = OrtRunner(path, device=device, optimize=False)
+        # With --output, the converted model's outputs are values inside the original graph.
+        self.outputs = list(options.outputs) if options is not None and options.outputs else None
+        self._runner = OrtRunner(path, device=device, optimize=False,
+                                 extra_outputs=self.outputs or ())
         self.name = self._runner.name + " on the original"
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.outputs:
+            return self._runner.run(feeds, [n for n in self.outputs if n in self._runner.exposed])
         return self._runner.run(feeds)
 
     def run_layers(

@@ -25,8 +25,13 @@ O2_RULES = (
 )
 
 
-def fusion_passes(level: int) -> list[ir.passes.PassBase]:
-    if level < 1:
+# onnxscript's rules emit the opset-13 forms of Unsqueeze/Split/Squeeze/Reduce* (axes as an
+# input), so they only run on graphs at opset 13 or later.
+MIN_RULES_OPSET = 13
+
+
+def fusion_passes(level: int, opset: int | None = None) -> list[ir.passes.PassBase]:
+    if level < 1 or (opset is not None and opset < MIN_RULES_OPSET):
         return []
     passes: list[ir.passes.PassBase] = [rewriter.RewritePass(rewriter._DEFAULT_REWRITE_RULES)]
     if level >= 2:

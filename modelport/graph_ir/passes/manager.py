@@ -57,7 +57,7 @@ def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
             p(model)
         round_passes: list[ir.passes.PassBase] = [
             *folding_passes(),
-            *fusion_passes(level),
+            *fusion_passes(level, model.opset_imports.get("")),
             *(factory() for lvl, _, factory in _REGISTERED if level >= lvl),
             *cleanup_passes(),
         ]
@@ -68,6 +68,9 @@ def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
             report.rounds = rounds
             if not changed:
                 break
+        # Identity elimination may leave a graph (or subgraph) output that is an input or
+        # appears twice; ONNX forbids both, and onnxruntime mis-executes some of them.
+        common.OutputFixPass()(model)
         common.TopologicalSortPass()(model)
     report.nodes_after = _count(model)
     report.seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from modelport.errors import InvalidModelError
+from modelport.exporters.onnx import FULL_CHECK_KEY
 from modelport.graph_ir.source import SOURCE_KEY
 from modelport.importers.registry import LoadOptions
 
@@ -29,7 +30,15 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise InvalidModelError(f"is not a valid ONNX model: {_first_line(exc)}", path=path) from exc
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        full_check = True
+    except Exception:
+        # Valid, but onnx's own shape inference rejects it (this happens to a few models
+        # onnx itself ships). The converted file is then held to the same, basic check.
+        full_check = False
     model = ir.serde.deserialize_model(proto)
+    model.meta[FULL_CHECK_KEY] = full_check
     ir.external_data.set_base_dir(model.graph, os.path.dirname(os.path.abspath(path)))
     for i, node in enumerate(model.graph):
         if SOURCE_KEY not in node.metadata_props:

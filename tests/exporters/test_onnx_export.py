@@ -1,0 +1,158 @@
+"""The ONNX exporter: checked, shape-annotated, deterministic, external data, atomic."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+import modelport
+from modelport.errors import ExportError, OutputExistsError
+from modelport.exporters import onnx as onnx_exporter
+from modelport.graph_ir import GraphBuilder, lazy_tensor
+from tests.oracles import assert_close, run_onnx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_export_passes_full_checker_and_stores_inferred_shapes(sample_onnx, tmp_path):
+    out = tmp_path / "out.onnx"
+    modelport.convert(sample_onnx, out, level=0)
+    onnx.checker.check_model(str(out), full_check=True)
+    proto = onnx.load(out)
+    shaped = {vi.name: [d.dim_value or d.dim_param for d in vi.type.tensor_type.shape.dim]
+              for vi in proto.graph.value_info}
+    intermediates = [o for n in proto.graph.node for o in n.output
+                     if o not in {x.name for x in proto.graph.output}]
+    assert intermediates and all(name in shaped for name in intermediates)
+    assert shaped["gap"] == ["batch", 32, 1, 1]
+
+
+def _convert_in_subprocess(src, out, hashseed):
+    env = dict(os.environ, PYTHONHASHSEED=str(hashseed))
+    subprocess.run([sys.executable, "-m", "modelport", "convert", str(src), "-o", str(out),
+                    "--quiet"], check=True, env=env, cwd=ROOT)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_converting_twice_gives_identical_bytes(sample_onnx, tmp_path):
+    first = _convert_in_subprocess(sample_onnx, tmp_path / "a.onnx", 1)
+    second = _convert_in_subprocess(sample_onnx, tmp_path / "b.onnx", 2)
+    assert first == second
+
+
+def test_streamed_file_equals_what_onnx_would_write(sample_onnx, tmp_path):
+    model = modelport.load(sample_onnx)
+    out = tmp_path / "streamed.onnx"
+    modelport.save(model, out)
+    streamed = onnx.load(out)
+    reference = ir.serde.serialize_model(model)
+    assert [n.SerializeToString() for n in streamed.graph.node] == [
+        n.SerializeToString() for n in reference.graph.node]
+    ours = {t.name: onnx.numpy_helper.to_array(t) for t in streamed.graph.initializer}
+    theirs = {t.name: onnx.numpy_helper.to_array(t) for t in reference.graph.initializer}
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name])
+
+
+def _dense_model(rows, cols, read=None):
+    b = GraphBuilder("dense")
+    x = b.input("x", np.float32, [1, rows])
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((rows, cols)).astype(np.float32)
+    w = b.initializer("w", lazy_tensor(read or (lambda: weight), np.float32, (rows, cols)))
+    with b.layer("dense"):
+        y = b.op("MatMul", x, w)
+    b.output(y, "y")
+    return b.build(), weight
+
+
+def test_external_data_when_weights_exceed_the_threshold(tmp_path):
+    model, weight = _dense_model(64, 64)
+    out = tmp_path / "m.onnx"
+    result = onnx_exporter.export(model, out, external_threshold=1000)
+    assert result.external_data == str(tmp_path / "m.onnx.data")
+    assert os.path.getsize(tmp_path / "m.onnx.data") >= weight.nbytes
+    assert os.path.getsize(out) < weight.nbytes
+    x = np.ones((1, 64), np.float32)
+    assert_close(run_onnx(out, {"x": x})["y"], x @ weight, rtol=1e-5, atol=1e-5)
+
+
+def test_no_external_data_under_the_threshold(tmp_path):
+    model, _ = _dense_model(64, 64)
+    result = onnx_exporter.export(model, tmp_path / "m.onnx")
+    assert result.external_data is None
+    assert not (tmp_path / "m.onnx.data").exists()
+
+
+@pytest.mark.slow
+def test_models_over_2gb_use_external_data_automatically(tmp_path):
+    rows, cols = 1024, 540 * 1024  # 2.26 GB of float32
+    model, _ = _dense_model(rows, cols, read=lambda: np.full((rows, cols), 0.5, np.float32))
+    out = tmp_path / "big.onnx"
+    result = onnx_exporter.export(model, out)
+    assert result.external_data is not None
+    assert os.path.getsize(out) < 1_000_000
+    x = np.ones((1, rows), np.float32)
+    got = run_onnx(out, {"x": x})["y"]
+    assert got.shape == (1, cols) and np.allclose(got, 0.5 * rows)
+
+
+def _leftovers(directory):
+    return sorted(p for p in os.listdir(directory) if p != "sample.onnx")
+
+
+def test_existing_output_is_never_replaced_without_force(sample_onnx, tmp_path):
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError):
+        modelport.convert(sample_onnx, out)
+    assert out.read_bytes() == b"precious"
+    modelport.convert(sample_onnx, out, force=True)
+    onnx.checker.check_model(str(out))
+
+
+def test_failed_export_leaves_no_file(sample_onnx, tmp_path, monkeypatch):
+    real = onnx.checker.check_model
+
+    def broken_check(model, *args, **kwargs):
+        if isinstance(model, str):  # the exporter checks the file it wrote
+            raise onnx.checker.ValidationError("simulated checker failure")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.checker, "check_model", broken_check)
+    with pytest.raises(ExportError):
+        modelport.convert(sample_onnx, tmp_path / "out.onnx")
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_interrupted_export_leaves_no_file_and_keeps_the_old_one(
+        sample_onnx, tmp_path, monkeypatch, force):
+    out = tmp_path / "out.onnx"
+    if force:
+        out.write_bytes(b"old")
+    real = onnx_exporter.write_model
+
+    def interrupted(model, f, on_tensor=None):
+        real(model, f)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_exporter, "write_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        modelport.convert(sample_onnx, out, force=force)
+    assert _leftovers(tmp_path) == (["out.onnx"] if force else [])
+    if force:
+        assert out.read_bytes() == b"old"
+
+
+def test_opset_conversion(sample_onnx, tmp_path):
+    out = tmp_path / "o18.onnx"
+    result = modelport.convert(sample_onnx, out, opset=18, verify=True)
+    assert result.opset == 18 and result.report.passed
+    assert {o.domain: o.version for o in onnx.load(out).opset_import}[""] == 18
