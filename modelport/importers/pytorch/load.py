@@ -1,0 +1,431 @@
+"""Export a PyTorch source with ``torch.export`` + the dynamo-based ``torch.onnx`` exporter and
+hand the resulting onnx_ir model to the pipeline.
+
+The exporter runs with ``optimize=False``: constant folding, fusions and clean-up are done by
+modelport's own pass manager (``-O`` levels), like for every other format. The IR comes out at
+the exporter's native opset (18); ``--opset 17`` converts it after optimisation.
+
+TorchScript archives take the first route that works, in this order (see docs/pytorch.md):
+
+1. ``wrapper``: an ``nn.Module`` that calls the loaded ScriptModule, traced by ``torch.export``
+   (non-strict). Works on every test model; the interpreter makes shapes concrete, so dynamic
+   dims are only kept when tracing with them succeeds, otherwise the batch is fixed.
+2. ``ts2ep``: ``torch._export.converter.TS2EPConverter`` (TorchScript graph → ExportedProgram).
+3. ``legacy``: the deprecated TorchScript-based ``torch.onnx.export(..., dynamo=False)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import logging
+import re
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import onnx_ir as ir
+import torch
+
+from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError
+from modelport.graph_ir.source import SOURCE_KEY
+from modelport.importers.pytorch.sources import (
+    TorchSource,
+    open_source,
+    output_names,
+)
+from modelport.importers.registry import LoadOptions
+
+ONNX_OPSET = 18  # the exporter's native opset; the exporter's own down-conversion is fragile
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+ROUTE_KEY = "modelport.pytorch_route"
+ROOT = "(root)"
+
+aten = torch.ops.aten
+
+
+def load(path: str, options: LoadOptions) -> ir.Model:
+    source = open_source(path, options)
+    if source.kind == "torchscript":
+        model, route = _export_torchscript(source, options)
+    else:
+        program = source.module if source.kind == "export" else _torch_export(source)
+        model = _to_onnx(program, source)
+        route = "torch.export" if source.kind == "module" else "torch.export.load"
+    _name_inputs_outputs(model, source)
+    _set_sources(model)
+    model.metadata_props[ROUTE_KEY] = route
+    return model
+
+
+# -- torch.export and torch.onnx ---------------------------------------------------------------
+def _dynamic_shapes(source: TorchSource) -> dict[str, Any] | None:
+    if not source.symbolic:
+        return None
+    dims: dict[str, Any] = {}
+    spec = {}
+    for name in source.input_names:
+        spec[name] = {i: dims.setdefault(d, torch.export.Dim(_identifier(d)))
+                      for i, d in source.symbolic.get(name, {}).items()} or None
+    return spec
+
+
+def _identifier(name: str) -> str:
+    ident = re.sub(r"\W", "_", name)
+    return ident if ident[:1].isalpha() or ident[:1] == "_" else f"d_{ident}"
+
+
+def _torch_export(source: TorchSource) -> torch.export.ExportedProgram:
+    module = source.module
+    kwargs = dict(zip(source.input_names, source.example_inputs))
+    try:
+        with _quiet():
+            return torch.export.export(module, (), kwargs=kwargs,
+                                       dynamic_shapes=_dynamic_shapes(source), strict=False)
+    except Exception as exc:
+        raise _export_error(exc, source, "torch.export") from exc
+
+
+def _to_onnx(program: torch.export.ExportedProgram, source: TorchSource) -> ir.Model:
+    try:
+        with _quiet():
+            onnx_program = torch.onnx.export(program, (), dynamo=True, optimize=False,
+                                             opset_version=ONNX_OPSET, verbose=False)
+    except Exception as exc:
+        raise _export_error(exc, source, "torch.onnx") from exc
+    return onnx_program.model
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter prints progress to stdout and logs warnings (e.g. about torchvision)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export",
+                                               "torch._dynamo", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+_OP_PATTERNS = (
+    re.compile(r"OpOverload\(op='([\w.]+)'(?:, overload='(\w+)')?"),
+    re.compile(r"\b(aten::\w+|aten\.\w+(?:\.\w+)?|prim::\w+)"),
+)
+
+
+def _export_error(exc: Exception, source: TorchSource, stage: str) -> Exception:
+    """One line naming the operator PyTorch's exporter stopped at; the chain keeps the rest."""
+    text = _exception_text(exc)
+    op = None
+    for pattern in _OP_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            op = match.group(1)
+            break
+    if "No ONNX function found" in text or "Unsupported FX nodes" in text:
+        node = re.search(r"Error when translating node %(\w+)", text)
+        return UnsupportedOpsError(
+            {op or "unknown operator": [node.group(1)] if node else []}, path=source.path,
+            kind="PyTorch operator",
+            hint="PyTorch's ONNX exporter has no translation for it; rerun with --debug for "
+                 "the full error")
+    if "Constraints violated" in text:
+        dims = ", ".join(sorted({d for v in source.symbolic.values() for d in v.values()}))
+        return InputSpecError(
+            f"{source.path}: the model fixes the size of the dynamic dim(s) {dims} "
+            f"({_first_line(text)}); drop --dynamic or make the code shape-generic")
+    where = f" at {op}" if op else ""
+    return InvalidModelError(
+        f"{stage} failed{where}: {type(exc).__name__}: {_first_line(text)}; "
+        "rerun with --debug for the full error", path=source.path)
+
+
+def _exception_text(exc: BaseException) -> str:
+    parts = []
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "[torch.onnx]")):
+            return line[:300]
+    return "no message"
+
+
+# -- TorchScript -------------------------------------------------------------------------------
+class _CallScript(torch.nn.Module):
+    """Calls a loaded ScriptModule so that torch.export traces through its interpreter.
+
+    The ScriptModule is deliberately not registered as a submodule: its parameters are plain
+    tensors, which torch.export would reject as state; unregistered, they are lifted as
+    constants and renamed back to their parameter paths afterwards."""
+
+    def __init__(self, script: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        object.__setattr__(self, "script", script)
+
+    def forward(self, *args):
+        return self.script(*args)
+
+
+def _decompose_convolution(input, weight, bias, stride, padding, dilation, transposed,
+                           output_padding, groups, *_flags):
+    # torch.jit.trace records aten::_convolution (with cuDNN flags) which the ONNX exporter
+    # lacks; the flags do not change the result.
+    return aten.convolution.default(input, weight, bias, stride, padding, dilation, transposed,
+                                    output_padding, groups)
+
+
+_SCRIPT_DECOMPOSITIONS = {aten._convolution.default: _decompose_convolution}
+
+
+ROUTES = ("wrapper", "ts2ep", "legacy")
+ROUTE_OPTION = "torchscript_route"  # LoadOptions.extra key: try only this route
+
+
+def _export_torchscript(source: TorchSource, options: LoadOptions) -> tuple[ir.Model, str]:
+    only = options.extra.get(ROUTE_OPTION)
+    if only is not None and only not in ROUTES:
+        raise InputSpecError(f"unknown TorchScript route {only!r}; known: {', '.join(ROUTES)}")
+    failures: list[str] = []
+    for route in ROUTES:
+        if only and route != only:
+            continue
+        for dynamic in ((True, False) if source.symbolic and route != "ts2ep" else (False,)):
+            try:
+                model = _SCRIPT_ROUTES[route](source, dynamic)
+            except Exception as exc:
+                failures.append(f"{route}{' (dynamic)' if dynamic else ''}: {_short(exc)}")
+                continue
+            if dynamic:
+                cost = "keeps the dynamic dims"
+            else:
+                cost = "fixed shapes " + _shape_text(source)
+                _fix_shapes(source, options)
+            return model, _report_route(route, cost, source, failures)
+    raise InvalidModelError(
+        "no route converts this TorchScript module (" + "; ".join(failures) + "); rerun with "
+        "--debug, or export the original nn.Module with torch.export.save", path=source.path)
+
+
+def _fix_shapes(source: TorchSource, options: LoadOptions) -> None:
+    """A fixed-shape route traced the user's own sizes: no dim stays symbolic."""
+    for name, tensor in zip(source.input_names, source.fixed_inputs):
+        options.input_shapes[name] = list(tensor.shape)
+
+
+def _wrapper(source: TorchSource, dynamic: bool) -> ir.Model:
+    wrapper = _CallScript(source.module)
+    with _quiet():
+        shapes = None
+        args = source.example_inputs if dynamic else source.fixed_inputs
+        if dynamic:
+            per_input = _dynamic_shapes(source)
+            shapes = {"args": tuple(per_input[n] for n in source.input_names)}
+        program = torch.export.export(wrapper, args, dynamic_shapes=shapes, strict=False)
+        program = program.run_decompositions(_SCRIPT_DECOMPOSITIONS)
+    model = _to_onnx(program, source)
+    _rename_lifted(model, program, source.module)
+    return model
+
+
+def _ts2ep(source: TorchSource, dynamic: bool) -> ir.Model:
+    from torch._export.converter import TS2EPConverter
+
+    with _quiet():
+        program = TS2EPConverter(source.module, source.fixed_inputs).convert()
+        program = program.run_decompositions(_SCRIPT_DECOMPOSITIONS)
+    model = _to_onnx(program, source)
+    _rename_lifted(model, program, source.module)
+    return model
+
+
+def _legacy(source: TorchSource, dynamic: bool) -> ir.Model:
+    buffer = io.BytesIO()
+    axes = {name: dict(dims) for name, dims in source.symbolic.items()} if dynamic else None
+    args = source.example_inputs if dynamic else source.fixed_inputs
+    with _quiet():
+        torch.onnx.export(source.module, args, buffer, dynamo=False,
+                          input_names=source.input_names, opset_version=ONNX_OPSET,
+                          dynamic_axes=axes)
+    import onnx
+
+    return ir.serde.deserialize_model(onnx.load_from_string(buffer.getvalue()))
+
+
+_SCRIPT_ROUTES = {"wrapper": _wrapper, "ts2ep": _ts2ep, "legacy": _legacy}
+
+
+_ROUTE_NAMES = {"wrapper": "wrapper module + torch.export", "ts2ep": "TS2EPConverter",
+                "legacy": "legacy TorchScript exporter (deprecated)"}
+
+
+def _report_route(route: str, cost: str, source: TorchSource, failures: list[str]) -> str:
+    line = f"TorchScript route: {_ROUTE_NAMES[route]}; {cost}"
+    if failures:
+        line += " [earlier routes failed: " + "; ".join(failures) + "]"
+    print(f"modelport: {source.path}: {line}", file=sys.stderr)
+    return line
+
+
+def _shape_text(source: TorchSource) -> str:
+    return ", ".join(f"{n} {'x'.join(map(str, t.shape))}"
+                     for n, t in zip(source.input_names, source.fixed_inputs))
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_first_line(_exception_text(exc))[:160]}"
+
+
+def _rename_lifted(model: ir.Model, program: torch.export.ExportedProgram, script: Any) -> None:
+    """Name weights the tracer lifted as constants after the ScriptModule's parameter paths."""
+    by_storage: dict[tuple, str] = {}
+    for name, tensor in list(script.named_parameters()) + list(script.named_buffers()):
+        by_storage.setdefault(_tensor_key(tensor), name)
+    renames = {}
+    for name, tensor in program.constants.items():
+        if isinstance(tensor, torch.Tensor):
+            target = by_storage.get(_tensor_key(tensor))
+            if target:
+                renames[name] = target
+    for name, tensor in program.state_dict.items():
+        target = by_storage.get(_tensor_key(tensor))
+        if target and target != name:
+            renames[name] = target
+    taken = set(model.graph.initializers)
+    for old, new in renames.items():
+        value = model.graph.initializers.get(old)
+        if value is None or new in taken:
+            continue
+        taken.discard(old)
+        value.name = new
+        if value.const_value is not None:
+            value.const_value.name = new
+        taken.add(new)
+
+
+def _tensor_key(tensor: torch.Tensor) -> tuple:
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+            tuple(tensor.stride()), tensor.dtype)
+
+
+# -- naming ------------------------------------------------------------------------------------
+def _name_inputs_outputs(model: ir.Model, source: TorchSource) -> None:
+    """ONNX inputs take forward()'s argument names; outputs are output, output_0, output_1...
+
+    The reference runner uses the same names, so verification can pair them."""
+    graph = model.graph
+    inputs = [v for v in graph.inputs if v.name not in graph.initializers]
+    if len(inputs) != len(source.input_names):
+        raise InvalidModelError(
+            f"the exported graph has {len(inputs)} inputs, forward() takes "
+            f"{len(source.input_names)} ({', '.join(source.input_names)})", path=source.path)
+    wanted = list(zip(inputs, source.input_names))
+    outs = output_names(len(graph.outputs))
+    wanted += [(v, n) for v, n in zip(graph.outputs, outs)]
+    names = {v.name for n in graph for v in n.outputs if v is not None}
+    names |= {v.name for v in graph.inputs} | set(graph.initializers)
+    for value, name in wanted:
+        if value.name == name:
+            continue
+        if name in names:  # an unrelated value holds the name: move it aside
+            clash = _find_value(graph, name)
+            if clash is not None and clash is not value:
+                clash.name = f"{name}__{len(names)}"
+                names.add(clash.name)
+        value.name = name
+        names.add(name)
+
+
+def _find_value(graph: ir.Graph, name: str) -> ir.Value | None:
+    for v in graph.inputs:
+        if v.name == name:
+            return v
+    if name in graph.initializers:
+        return graph.initializers[name]
+    for node in graph:
+        for v in node.outputs:
+            if v is not None and v.name == name:
+                return v
+    return None
+
+
+# -- source layers -----------------------------------------------------------------------------
+def _scopes(node: ir.Node) -> list[str]:
+    text = node.metadata_props.get(NAME_SCOPES_KEY)
+    if not text:
+        return []
+    try:
+        scopes = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return []
+    if not isinstance(scopes, list) or not scopes or scopes[0] != "":
+        return []  # nodes the exporter adds outside any module (runtime asserts)
+    return [str(s) for s in scopes]
+
+
+def _set_sources(model: ir.Model) -> None:
+    """Record each node's module path in ``modelport.source``.
+
+    A node whose output is what module M returns (the single value leaving M's scope) is
+    labelled ``M`` itself (the innermost such module), so that the last node labelled ``M`` in
+    the graph computes M's output and per-layer verification compares like with like. Every
+    other node is labelled ``M/op`` with M its innermost module (``(root)/op`` outside any
+    submodule); those labels name the layer but are not compared on their own.
+    """
+    graph = model.graph
+    nodes = list(graph)
+    chains: dict[int, list[str]] = {}
+    ops: dict[int, str] = {}
+    for node in nodes:
+        scopes = _scopes(node)
+        chains[id(node)] = scopes[1:-1]  # module paths, outermost first
+        ops[id(node)] = scopes[-1] if scopes else node.op_type
+    members: dict[str, set[int]] = {}
+    for node in nodes:
+        for module in chains[id(node)]:
+            members.setdefault(module, set()).add(id(node))
+    outputs_of_graph = set(map(id, graph.outputs))
+    owner: dict[int, str] = {}  # node id -> innermost module it computes the output of
+    depth: dict[int, int] = {}
+    for module, inside in members.items():
+        leaving = []
+        for node in nodes:
+            if id(node) not in inside:
+                continue
+            for value in node.outputs:
+                if value is None:
+                    continue
+                used_outside = any(id(user) not in inside for user, _ in value.uses())
+                if used_outside or id(value) in outputs_of_graph:
+                    leaving.append((node, value))
+        if len(leaving) != 1:
+            continue
+        node, value = leaving[0]
+        if node.outputs[0] is not value:
+            continue
+        level = chains[id(node)].index(module)
+        if level >= depth.get(id(node), -1):
+            owner[id(node)] = module
+            depth[id(node)] = level
+    for node in nodes:
+        chain = chains[id(node)]
+        if id(node) in owner:
+            label = owner[id(node)]
+        else:
+            label = f"{chain[-1] if chain else ROOT}/{ops[id(node)]}"
+        node.metadata_props[SOURCE_KEY] = label
