@@ -190,6 +190,7 @@ class Walker:
         self.weights = weights
         self.version = version
         self.options = options
+        self.keras2 = version.startswith(("1", "2"))
 
     def make_layer(self, spec: LayerSpec, path: tuple[str, ...]) -> Layer:
         def get_weights() -> list:
@@ -277,8 +278,10 @@ class Walker:
                     if layer.name not in layers_cache:
                         layers_cache[layer.name] = self.make_layer(layer, path)
                     outs = self.translate(layers_cache[layer.name], layer, args, kwargs)
+                # Keras 2 counts a nested model's own construction as its node 0.
+                node = ci + 1 if layer.class_name in MODEL_CLASSES and self.keras2 else ci
                 for j, t in enumerate(outs):
-                    produced[(layer.name, ci, j)] = t
+                    produced[(layer.name, node, j)] = t
                     self.ctx.record_layout(t)
             if not progress:
                 names = sorted({layer.name for layer, _ in rest})

@@ -172,18 +172,36 @@ class Context:
         return KT(self._cache[key], t.shape, t.dtype)
 
     def common_layout(self, ts: Sequence[KT]) -> tuple[tuple[int, ...] | None, list[ir.Value]]:
-        """Bring tensors of one rank to a shared physical layout (the first non-logical one)."""
+        """Bring tensors to one physical layout for an element-wise op.
+
+        The layout of the first full-rank tensor with a non-logical order wins; scalars and
+        all-ones constants broadcast in any layout; anything else of lower rank forces the
+        logical order for all.
+        """
         ts = [self.unflatten(t) for t in ts]
-        ranks = {t.rank for t in ts}
+        rank = max(t.rank for t in ts)
+
+        def trivial(t: KT) -> bool:
+            return t.rank == 0 or all(d == 1 for d in t.shape)
+
         perm = None
-        if len(ranks) == 1:
+        if all(t.rank == rank or trivial(t) for t in ts):
             for t in ts:
-                if t.perm is not None:
+                if t.rank == rank and t.perm is not None:
                     perm = t.perm
                     break
-        return perm, [self.to_perm(t, perm) if t.rank == len(perm or ()) or perm is None
-                      else self.logical(t) for t in ts]
-
+        out = []
+        for t in ts:
+            if t.rank == rank:
+                out.append(self.to_perm(t, perm))
+            elif t.rank == 0 or (perm is None and t.perm is None):
+                out.append(t.value)
+            elif trivial(t):
+                out.append(t.value if t.rank <= 1 else self.op(
+                    "Reshape", t.value, self.const(np.array([1] * t.rank, np.int64), "shape")))
+            else:
+                out.append(self.logical(t))
+        return perm, out
 
 def reduce(ctx: Context, op_type: str, x: ir.Value, axes: Sequence[int], keepdims: bool
            ) -> ir.Value:

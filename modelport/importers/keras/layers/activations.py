@@ -86,10 +86,11 @@ def activate(ctx: Context, spec: Any, t: KT, *, keras2: bool = False, axis: int 
     if name == "glu":
         t = ctx.unflatten(t)
         ax = t.phys_axis(axis)
-        a, g = op("Split", t.value, axis=ax, num_outputs=2, outputs=2)
         shape = list(t.shape)
-        if isinstance(shape[axis], int):
-            shape[axis] //= 2
+        half = shape[axis] // 2
+        a, g = op("Split", t.value, ctx.const(np.array([half, half], np.int64), "split"),
+                  axis=ax, outputs=2)
+        shape[axis] = half
         return t.like(op("Mul", a, op("Sigmoid", g)), shape)
     raise UnsupportedOpsError({f"activation {name}": [ctx.b.current_layer or "?"]},
                               path=ctx.path, kind="Keras activation")
