@@ -39,8 +39,12 @@ def tag(field: int, wire_type: int = _LEN) -> bytes:
 
 
 def _streamable(tensor: ir.TensorProtocol) -> bool:
-    """Tensors whose raw bytes have a size known without reading them."""
-    if isinstance(tensor, (ir.StringTensor, ir.ExternalTensor)):
+    """Tensors whose raw bytes have a size known without reading them.
+
+    External tensors of the *source* (an ONNX file with external data) are streamed too: the
+    output must be self-contained rather than point at the source's data file.
+    """
+    if isinstance(tensor, ir.StringTensor):
         return False
     if tensor.dtype == ir.DataType.STRING or tensor.dtype.bitwidth < 8:
         return False

@@ -156,3 +156,19 @@ def test_opset_conversion(sample_onnx, tmp_path):
     result = modelport.convert(sample_onnx, out, opset=18, verify=True)
     assert result.opset == 18 and result.report.passed
     assert {o.domain: o.version for o in onnx.load(out).opset_import}[""] == 18
+
+
+def test_onnx_source_with_external_data_converts_to_a_self_contained_file(tmp_path):
+    model, weight = _dense_model(64, 64)
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    onnx_exporter.export(model, src_dir / "m.onnx", external_data=True)
+    assert (src_dir / "m.onnx.data").exists()
+    out = tmp_path / "out.onnx"
+    result = modelport.convert(src_dir / "m.onnx", out, verify=True)
+    assert result.report.passed and result.external_data is None
+    proto = onnx.load(out, load_external_data=False)
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    (src_dir / "m.onnx.data").unlink()  # the converted file must not need it
+    x = np.ones((1, 64), np.float32)
+    assert_close(run_onnx(out, {"x": x})["y"], x @ weight, rtol=1e-5, atol=1e-5)

@@ -25,13 +25,14 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
         raise InvalidModelError(f"cannot read: {exc.strerror or exc}", path=path) from exc
     if not proto.HasField("graph") or not proto.opset_import:
         raise InvalidModelError("is not a complete ONNX model (no graph or opset)", path=path)
-    _check_external_data(proto, path)
+    # With external data the checker needs the file's location to resolve it.
+    checked = path if _check_external_data(proto, path) else proto
     try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(checked)
     except Exception as exc:
         raise InvalidModelError(f"is not a valid ONNX model: {_first_line(exc)}", path=path) from exc
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(checked, full_check=True)
         full_check = True
     except Exception:
         # Valid, but onnx's own shape inference rejects it (this happens to a few models
@@ -46,17 +47,21 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     return model
 
 
-def _check_external_data(proto: onnx.ModelProto, path: str) -> None:
+def _check_external_data(proto: onnx.ModelProto, path: str) -> bool:
+    """Whether the model has external data; raises if a data file it names is missing."""
     base = os.path.dirname(os.path.abspath(path))
+    found = False
     for tensor in proto.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        found = True
         location = next((e.value for e in tensor.external_data if e.key == "location"), None)
         if location is None or not os.path.isfile(os.path.join(base, location)):
             raise InvalidModelError(
                 f"weight {tensor.name!r} refers to external data {location!r}, which is missing",
                 path=path,
             )
+    return found
 
 
 def _first_line(exc: Exception) -> str:
