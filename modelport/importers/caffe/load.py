@@ -142,6 +142,14 @@ class Context:
     def ints(self, values: Sequence[int], name: str = "shape") -> ir.Value:
         return self.b.const(np.asarray(list(values), dtype=np.int64), name=f"{self.name}.{name}")
 
+    def reduce(self, op_type: str, x: ir.Value, axes: Sequence[int], *, keepdims: int,
+               shape: Sequence[int]) -> ir.Value:
+        """A Reduce* node (opset 17: only ReduceSum takes its axes as an input)."""
+        if op_type == "ReduceSum":
+            return self.op(op_type, x, self.ints(list(axes), "axes"), keepdims=keepdims,
+                           shape=shape)
+        return self.op(op_type, x, axes=list(axes), keepdims=keepdims, shape=shape)
+
     def fail(self, message: str) -> InvalidModelError:
         return InvalidModelError(f"layer {self.name!r} ({self.layer.type}): {message}",
                                  path=self.path)

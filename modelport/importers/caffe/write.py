@@ -47,8 +47,8 @@ def write_caffemodel(
     """Write (layer name, type, blobs) as a binary NetParameter; returns the bytes written."""
     total = 0
     with open(path, "wb") as f:
-        if name:
-            total += f.write(_len_field(1, name.encode()))
+        # Always a name first: an empty file would not be recognisable as a caffemodel.
+        total += f.write(_len_field(1, (name or "net").encode()))
         for layer_name, layer_type, blobs in layers:
             arrays = [np.ascontiguousarray(b() if callable(b) else b, dtype="<f4") for b in blobs]
             head = _len_field(1, layer_name.encode()) + _len_field(2, layer_type.encode())

@@ -21,11 +21,11 @@ def batch_norm(ctx, layer, inputs):
     if not use_global:
         # Normalise with the statistics of the current batch, over all axes but channels.
         axes = [0] + list(range(2, len(shape)))
-        mean = ctx.op("ReduceMean", x, ctx.ints(axes, "axes"), keepdims=1,
+        mean = ctx.reduce("ReduceMean", x, axes, keepdims=1,
                       shape=[1 if i in axes else d for i, d in enumerate(shape)])
         centered = ctx.op("Sub", x, mean, shape=shape)
         sq = ctx.op("Mul", centered, centered, shape=shape)
-        var = ctx.op("ReduceMean", sq, ctx.ints(axes, "axes2"), keepdims=1,
+        var = ctx.reduce("ReduceMean", sq, axes, keepdims=1,
                      shape=ctx.shape(mean))
         std = ctx.op("Sqrt", ctx.op("Add", var, ctx.const(eps, "eps"), shape=ctx.shape(mean)),
                      shape=ctx.shape(mean))
@@ -125,11 +125,11 @@ def mvn(ctx, layer, inputs):
     shape = ctx.shape(x)
     axes = list(range(1, len(shape))) if p.across_channels else list(range(2, len(shape)))
     reduced = [1 if i in axes else d for i, d in enumerate(shape)]
-    mean = ctx.op("ReduceMean", x, ctx.ints(axes, "axes"), keepdims=1, shape=reduced)
+    mean = ctx.reduce("ReduceMean", x, axes, keepdims=1, shape=reduced)
     y = ctx.op("Sub", x, mean, shape=shape)
     if p.normalize_variance:
         sq = ctx.op("Mul", y, y, shape=shape)
-        var = ctx.op("ReduceMean", sq, ctx.ints(axes, "axes2"), keepdims=1, shape=reduced)
+        var = ctx.reduce("ReduceMean", sq, axes, keepdims=1, shape=reduced)
         std = ctx.op("Add", ctx.op("Sqrt", var, shape=reduced), ctx.const(float(p.eps), "eps"),
                      shape=reduced)
         y = ctx.op("Div", y, std, shape=shape)
@@ -144,7 +144,7 @@ def normalize(ctx, layer, inputs):
     axes = list(range(1, len(shape))) if p.across_spatial else [1]
     reduced = [1 if i in axes else d for i, d in enumerate(shape)]
     sq = ctx.op("Mul", x, x, shape=shape)
-    total = ctx.op("ReduceSum", sq, ctx.ints(axes, "axes"), keepdims=1, shape=reduced)
+    total = ctx.reduce("ReduceSum", sq, axes, keepdims=1, shape=reduced)
     norm = ctx.op("Sqrt", ctx.op("Add", total, ctx.const(float(p.eps), "eps"), shape=reduced),
                   shape=reduced)
     y = ctx.op("Div", x, norm, shape=shape)

@@ -218,7 +218,7 @@ def reduction(ctx, layer, inputs):
         if y is x:
             y = ctx.op("Identity", x, shape=shape)
     else:
-        y = ctx.op(op, x, ctx.ints(axes, "axes"), keepdims=0, shape=out)
+        y = ctx.reduce(op, x, axes, keepdims=0, shape=out)
     if p.coeff != 1.0:
         y = ctx.op("Mul", y, ctx.const(float(p.coeff), "coeff"), shape=out)
     return [y]
