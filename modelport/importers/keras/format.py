@@ -41,6 +41,10 @@ def detect(path: str, head: bytes) -> int:
         if "config.json" in names and ("model.weights.h5" in names or lower.endswith(".keras")):
             return 90
         return 0
+    if lower.endswith(".json") and head.lstrip().startswith(b"{") and b"class_name" in head:
+        # An architecture written by model.to_json(); weights come with --weights.
+        if b"keras_version" in head or b'"Functional"' in head or b'"Sequential"' in head:
+            return 70
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")) and \
             os.path.isfile(os.path.join(path, "model.weights.h5")):
         return 80
@@ -51,8 +55,8 @@ FORMAT = FormatSpec(
     name="keras",
     description="Keras model",
     extensions=(".h5", ".hdf5", ".keras"),
-    detection="HDF5 file with Keras attributes (model_config/keras_version), or a zip with "
-    "config.json and model.weights.h5 (.keras)",
+    detection="HDF5 file with Keras attributes (model_config/keras_version), a zip with "
+    "config.json and model.weights.h5 (.keras), or a to_json() architecture (+ --weights)",
     detect=detect,
     load="modelport.importers.keras.load:load",
     reference="modelport.convert.runners.keras:reference",

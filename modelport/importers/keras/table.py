@@ -125,7 +125,10 @@ class Context:
         return self.b.const(array, name, dtype)
 
     def op(self, op_type: str, *inputs: ir.Value | None, **kw: Any) -> Any:
-        return self.b.op(op_type, *inputs, **kw)
+        inputs_l = list(inputs)
+        while inputs_l and inputs_l[-1] is None:  # optional trailing inputs left out
+            inputs_l.pop()
+        return self.b.op(op_type, *inputs_l, **kw)
 
     # -- layout -------------------------------------------------------------------------------
     def to_perm(self, t: KT, perm: tuple[int, ...] | None) -> ir.Value:

@@ -1,0 +1,71 @@
+"""keras.applications architectures (weights=None, seeded), converted and compared with Keras.
+
+All of them are in the list; the full-size ones are slow (run with ``-m slow``). Two reduced
+variants (small input, few classes) run in the default suite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.importers.keras.helpers import check, save
+
+APPLICATIONS = [
+    "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtSmall", "ConvNeXtTiny", "ConvNeXtXLarge",
+    "DenseNet121", "DenseNet169", "DenseNet201",
+    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
+    "EfficientNetB5", "EfficientNetB6", "EfficientNetB7",
+    "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
+    "EfficientNetV2L", "EfficientNetV2M", "EfficientNetV2S",
+    "InceptionResNetV2", "InceptionV3",
+    "MobileNet", "MobileNetV2", "MobileNetV3Large", "MobileNetV3Small",
+    "NASNetLarge", "NASNetMobile",
+    "ResNet101", "ResNet101V2", "ResNet152", "ResNet152V2", "ResNet50", "ResNet50V2",
+    "VGG16", "VGG19", "Xception",
+]
+
+
+def randomize_norms(model, seed: int = 0) -> None:
+    """Non-trivial BatchNormalization statistics and affine terms (the rest keeps Keras's
+    seeded initialisation, which keeps deep networks numerically tame)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        for w in layer.weights:
+            n = tuple(w.shape)
+            if "variance" in w.path or "gamma" in w.path:
+                w.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            else:
+                w.assign(rng.normal(0, 0.1, n).astype("float32"))
+
+
+def build(keras, name: str, **kwargs):
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, name)(weights=None, **kwargs)
+    randomize_norms(model)
+    return model
+
+
+def _feeds(model, seed: int = 1):
+    shape = [1 if d is None else int(d) for d in model.inputs[0].shape]
+    return [np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32") * 100]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_application(name, k3, tmp_path):
+    model = build(k3, name)
+    path = save(model, str(tmp_path / f"{name}.h5"))
+    check(model, path, _feeds(model))
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("MobileNetV3Small", {"input_shape": (32, 32, 3), "classes": 7}),
+    ("EfficientNetB0", {"input_shape": (32, 32, 3), "classes": 5}),
+])
+def test_application_reduced(name, kwargs, k3, model_dir):
+    model = build(k3, name, **kwargs)
+    path = save(model, str(model_dir / f"{name}_small.keras"))
+    check(model, path, _feeds(model))
