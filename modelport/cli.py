@@ -205,6 +205,10 @@ def inspect(model, fmt, weights, inputs, trust_code, random_weights, nchw_inputs
         click.echo(f"  {op:<28} {count}")
 
 
+def _extra(module: str, extra: str) -> str:
+    return f"modelport[{extra}]" if extra != "core" else module
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def formats(as_json):
@@ -221,10 +225,10 @@ def formats(as_json):
             "extensions": list(spec.extensions),
             "detection": spec.detection,
             "convert": "ready" if not missing_load else
-                       "needs " + ", ".join(f"modelport[{e}]" for _, e in missing_load),
+                       "needs " + ", ".join(sorted({_extra(m, e) for m, e in missing_load})),
             "verify_against": spec.reference_name,
             "verify": "ready" if not missing else
-                      "needs " + ", ".join(sorted({f"modelport[{e}]" for _, e in missing})),
+                      "needs " + ", ".join(sorted({_extra(m, e) for m, e in missing})),
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))

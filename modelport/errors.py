@@ -67,9 +67,9 @@ class MissingDependencyError(ModelportError):
     def __init__(self, package: str, extra: str, purpose: str, **kwargs) -> None:
         self.package = package
         self.extra = extra
+        how = f"pip install 'modelport[{extra}]'" if extra != "core" else f"pip install {package}"
         super().__init__(
-            f"{purpose} needs {package}, which is not installed; "
-            f"install it with: pip install 'modelport[{extra}]'",
+            f"{purpose} needs {package}, which is not installed; install it with: {how}",
             **kwargs,
         )
 
