@@ -39,6 +39,7 @@ class OpenCVCaffeReference:
 
         net, _ = read_net(self.prototxt)
         opts = LoadOptions(input_shapes=dict(options.input_shapes), random_weights=True,
+                           outputs=options.outputs,
                            extra={"ignore_unknown_fields": True})
         model = build(net, [], None, opts, self.prototxt)
         return json.loads(model.metadata_props[IO_KEY])

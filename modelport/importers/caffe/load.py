@@ -96,6 +96,19 @@ def layer_active(layer, phase: int = 1, level: int = 0, stages: Sequence[str] = 
     return not any(matches(r) for r in layer.exclude)
 
 
+def needed_layers(layers: Sequence, outputs: Sequence[str]) -> list[bool]:
+    """Which layers the blobs ``outputs`` depend on (walking back; in-place layers included)."""
+    needed = set(outputs)
+    keep = [False] * len(layers)
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        if layer.type in INPUT_TYPES or any(t in needed for t in layer.top):
+            keep[i] = True
+            needed.difference_update(t for t in layer.top if t not in layer.bottom)
+            needed.update(layer.bottom)
+    return keep
+
+
 def opencv_layer_names(names: Sequence[str]) -> list[str]:
     """Unique layer names the way OpenCV's Caffe reader makes them (``relu``, ``relu_1``...)."""
     counts: dict[str, int] = {}
@@ -255,6 +268,12 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
 
     active = [(i, layer) for i, layer in enumerate(net.layer) if layer_active(layer)]
     names = opencv_layer_names([layer.name or f"{layer.type}_{i}" for i, layer in active])
+    if options.outputs:
+        # Translate only what the requested blobs depend on (e.g. an SSD net up to its heads,
+        # without the PriorBox/DetectionOutput layers after them).
+        keep = needed_layers([layer for _, layer in active], options.outputs)
+        active = [a for a, k in zip(active, keep) if k]
+        names = [n for n, k in zip(names, keep) if k]
 
     missing = [(layer.type, name) for (_, layer), name in zip(active, names)
                if layer.type not in INPUT_TYPES and layer.type not in caffe_layer]

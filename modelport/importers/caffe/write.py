@@ -73,16 +73,18 @@ def random_caffemodel(
     *,
     seed: int = 0,
     input_shapes: dict[str, list[int]] | None = None,
+    outputs: list[str] | None = None,
 ) -> int:
     """Write a caffemodel with seeded random weights of the right shapes for ``prototxt``.
 
     BatchNorm variances and scale factors are positive, weights are scaled by their fan-in so
-    deep nets keep sensible activations. Returns the number of bytes written.
+    deep nets keep sensible activations. With ``outputs``, only the layers those blobs
+    depend on get weights. Returns the number of bytes written.
     """
     prototxt = os.fspath(prototxt)
     net, _ = read_net(prototxt)
     options = LoadOptions(input_shapes=dict(input_shapes or {}), random_weights=True,
-                          extra={"seed": seed, "ignore_unknown_fields": True})
+                          outputs=outputs, extra={"seed": seed, "ignore_unknown_fields": True})
     record: list = []
     build(net, [], None, options, prototxt, record=record)
     layers = [(name, type_, [r for _, r in blobs]) for name, type_, blobs in record]
