@@ -46,6 +46,11 @@ def resolve_files(path: str, options: LoadOptions) -> tuple[str, str | None]:
         raise InvalidModelError("no such file", path=path)
     with open(p, "rb") as f:
         head = f.read(4096)
+    if not looks_like_text(head) and options.weights is not None:
+        # A binary net definition (NetParameter) with its weights given separately.
+        if not os.path.isfile(options.weights):
+            raise InvalidModelError("weights file not found", path=options.weights)
+        return str(p), options.weights
     if not looks_like_text(head):  # a caffemodel given as the source
         weights = path
         proto = options.extra.get("prototxt")
