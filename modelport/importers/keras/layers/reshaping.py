@@ -28,9 +28,19 @@ def _pairs(v, n: int) -> list[tuple[int, int]]:
     return out
 
 
+def _image_layout(ctx: Context, t: KT, c: dict) -> KT:
+    """Images (rank >= 4, channels-last) move to channels-first here, as a convolution would."""
+    t = ctx.unflatten(t)
+    if t.rank >= 4 and t.perm is None and c.get("data_format") != "channels_first":
+        from modelport.importers.keras.table import cf_perm
+
+        return KT(ctx.channels_first(t), t.shape, t.dtype, cf_perm(t.rank))
+    return t
+
+
 @keras_layer("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
 def zero_padding(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    t = ctx.unflatten(inputs[0])
+    t = _image_layout(ctx, inputs[0], layer.config)
     axes = _spatial_axes(t, layer.config)
     pairs = _pairs(layer.config.get("padding", 1), len(axes))
     begin, end = [0] * t.rank, [0] * t.rank
@@ -46,7 +56,7 @@ def zero_padding(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
 
 @keras_layer("Cropping1D", "Cropping2D", "Cropping3D")
 def cropping(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    t = ctx.unflatten(inputs[0])
+    t = _image_layout(ctx, inputs[0], layer.config)
     axes = _spatial_axes(t, layer.config)
     pairs = _pairs(layer.config.get("cropping", 1), len(axes))
     starts, ends, paxes = [], [], []
@@ -93,7 +103,7 @@ def resize_to(ctx: Context, t: KT, axes: list[int], sizes: list[int], mode: str)
 
 @keras_layer("UpSampling1D", "UpSampling2D", "UpSampling3D")
 def upsampling(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    t = ctx.unflatten(inputs[0])
+    t = _image_layout(ctx, inputs[0], layer.config)
     c = layer.config
     axes = _spatial_axes(t, c)
     size = c.get("size", 2)
