@@ -95,7 +95,46 @@ def _to_onnx(program: torch.export.ExportedProgram, source: TorchSource) -> ir.M
                                              opset_version=ONNX_OPSET, verbose=False)
     except Exception as exc:
         raise _export_error(exc, source, "torch.onnx") from exc
-    return onnx_program.model
+    model = onnx_program.model
+    _rename_dims(model, program, source)
+    return model
+
+
+def _rename_dims(model: ir.Model, program: torch.export.ExportedProgram,
+                 source: TorchSource) -> None:
+    """The exporter names symbolic dims after torch's symbols (``s77``): use the user's names."""
+    from torch.export.graph_signature import InputKind
+
+    user = [s.arg.name for s in program.graph_signature.input_specs
+            if s.kind == InputKind.USER_INPUT]
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    mapping: dict[str, str] = {}
+    for arg, name in zip(user, source.input_names):
+        fake = placeholders[arg].meta.get("val")
+        if not isinstance(fake, torch.Tensor):
+            continue
+        for i, d in enumerate(fake.shape):
+            wanted = source.symbolic.get(name, {}).get(i)
+            if isinstance(d, torch.SymInt) and wanted:
+                mapping.setdefault(str(d.node.expr), wanted)
+    if not mapping:
+        return
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, mapping)) + r")\b")
+
+    def rename(value: ir.Value | None) -> None:
+        if value is None or value.shape is None:
+            return
+        dims = list(value.shape.dims)
+        new = [ir.SymbolicDim(pattern.sub(lambda m: mapping[m.group(1)], d.value))
+               if isinstance(d, ir.SymbolicDim) and d.value else d for d in dims]
+        if new != dims:
+            value.shape = ir.Shape(new)
+
+    for value in [*model.graph.inputs, *model.graph.outputs]:
+        rename(value)
+    for node in model.graph.all_nodes():
+        for value in node.outputs:
+            rename(value)
 
 
 @contextlib.contextmanager
@@ -405,8 +444,8 @@ def _set_sources(model: ir.Model) -> None:
     for module, inside in members.items():
         leaving = []
         for node in nodes:
-            if id(node) not in inside:
-                continue
+            if id(node) not in inside or node.op_type == "Constant":
+                continue  # the exporter shares constants across modules
             for value in node.outputs:
                 if value is None:
                     continue

@@ -225,12 +225,18 @@ def _with_inputs(kind: str, path: str, module: Any, names: list[str],
             f"{path}: a PyTorch module has no stored input shapes; give each input with "
             f"--input NAME:DIMS (missing: {', '.join(missing)}), e.g. --input {missing[0]}:1,3,224,224")
     symbolic = _symbolic_dims(names, shapes, options.dynamic)
+    # Distinct example sizes per symbolic name, so torch.export does not take two dims that
+    # happen to be equal in the example for the same dim.
+    sizes: dict[str, int] = {}
+    for name in names:
+        for d in symbolic.get(name, {}).values():
+            sizes.setdefault(d, EXAMPLE_SYMBOLIC_SIZE + len(sizes))
     examples, fixed = [], []
     for name in names:
         dtype = _dtype(options.input_dtypes.get(name, "float32"))
-        dims = [EXAMPLE_SYMBOLIC_SIZE if i in symbolic.get(name, {}) or not isinstance(d, int)
-                else d for i, d in enumerate(shapes[name])]
-        given = [d if isinstance(d, int) else EXAMPLE_SYMBOLIC_SIZE for d in shapes[name]]
+        marked = symbolic.get(name, {})
+        dims = [sizes[marked[i]] if i in marked else d for i, d in enumerate(shapes[name])]
+        given = [d if isinstance(d, int) else sizes[d] for d in shapes[name]]
         # the same seed per input, so fixed and symbolic examples hold the same kind of values
         examples.append(_example(dims, dtype, torch.Generator().manual_seed(EXAMPLE_SEED)))
         fixed.append(_example(given, dtype, torch.Generator().manual_seed(EXAMPLE_SEED)))
@@ -305,6 +311,10 @@ def _open_export(path: str, options: LoadOptions) -> TorchSource:
             else:
                 dims.append(int(d))
         examples.append(_example(dims, fake.dtype, gen))
+    batch_symbols = {symbolic.get(n, {}).get(0) for n in names}
+    if len(batch_symbols) == 1 and None not in batch_symbols:
+        for name in names:  # one symbol for dim 0 of every input: that is the batch
+            symbolic[name][0] = "batch"
     wanted = [d for d in options.dynamic if d != "batch"]
     if "batch" in options.dynamic and not all(0 in symbolic.get(n, {}) for n in names):
         raise InputSpecError(
