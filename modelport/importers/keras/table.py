@@ -59,6 +59,26 @@ class KT:
         return axis if self.perm is None else list(self.perm).index(axis)
 
 
+def _attr(name: str, v: Any) -> Any:
+    """Typed attributes built directly (onnx_ir's type inference is slow on hot paths)."""
+    if isinstance(v, (bool, int, np.integer)):
+        return ir.AttrInt64(name, int(v))
+    if isinstance(v, (float, np.floating)):
+        return ir.AttrFloat32(name, float(v))
+    if isinstance(v, str):
+        return ir.AttrString(name, v)
+    if isinstance(v, (list, tuple)) and v:
+        if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v):
+            return ir.AttrInt64s(name, [int(x) for x in v])
+        if all(isinstance(x, (float, int, np.floating)) for x in v):
+            return ir.AttrFloat32s(name, [float(x) for x in v])
+        if all(isinstance(x, str) for x in v):
+            return ir.AttrStrings(name, list(v))
+    if isinstance(v, np.ndarray):
+        return ir.AttrTensor(name, ir.Tensor(v))
+    return v
+
+
 def cf_perm(rank: int) -> tuple[int, ...]:
     """Physical order of a channels-first value whose logical layout is channels-last."""
     return (0, rank - 1, *range(1, rank - 1))
@@ -128,7 +148,9 @@ class Context:
         inputs_l = list(inputs)
         while inputs_l and inputs_l[-1] is None:  # optional trailing inputs left out
             inputs_l.pop()
-        return self.b.op(op_type, *inputs_l, **kw)
+        attrs = {k: _attr(k, v) if k not in ("outputs", "domain", "name") else v
+                 for k, v in kw.items() if v is not None}
+        return self.b.op(op_type, *inputs_l, **attrs)
 
     # -- layout -------------------------------------------------------------------------------
     def to_perm(self, t: KT, perm: tuple[int, ...] | None) -> ir.Value:

@@ -1,0 +1,172 @@
+"""Keras .h5 -> ONNX: modelport against tf2onnx and against the I/O floor.
+
+For ResNet-50, MobileNetV2 and VGG-16 (``weights=None``, seeded, saved by tf_keras as Keras 2
+``.h5`` files, which tf2onnx reads), each converter runs in its own process, measured for wall
+time (process start to exit, interpreter start-up included) and peak resident memory
+(``ru_maxrss`` of that process):
+
+* modelport: ``python -m modelport convert model.h5 -o out.onnx`` (default -O1);
+* tf2onnx:   ``python -m tf2onnx.convert --keras model.h5 --output out.onnx --opset 17``, run
+  from a separate virtual environment (``.venv-bench``: tf2onnx installed there, TensorFlow
+  shared from the main environment), with ``TF_USE_LEGACY_KERAS=1``;
+* floor:     a process that opens the file with h5py, reads every weight dataset once and
+  writes its bytes to an output file (what any converter must at least do).
+
+Usage::
+
+    .venv/bin/python -m benchmarks.keras_bench [--models ResNet50,MobileNetV2,VGG16]
+        [--repeat 1] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
+MODELS = ["ResNet50", "MobileNetV2", "VGG16"]
+
+_MAKE = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tf_keras
+tf_keras.utils.set_random_seed(0)
+model = getattr(tf_keras.applications, sys.argv[1])(weights=None)
+model.save(sys.argv[2])
+"""
+
+_FLOOR = """
+import sys, h5py, numpy as np
+total = 0
+with h5py.File(sys.argv[1], "r") as f, open(sys.argv[2], "wb") as out:
+    def visit(name, obj):
+        global total
+        if isinstance(obj, h5py.Dataset):
+            data = obj[()]
+            out.write(np.ascontiguousarray(data).tobytes())
+            total += data.nbytes
+    f["model_weights"].visititems(visit)
+print(total)
+"""
+
+
+class _Popen(subprocess.Popen):
+    """Popen that keeps the child's peak RSS (from wait4's rusage) when it is reaped."""
+
+    maxrss = 0
+
+    def _try_wait(self, wait_flags):
+        try:
+            pid, sts, usage = os.wait4(self.pid, wait_flags)
+        except ChildProcessError:
+            return (self.pid, 0)
+        if pid == self.pid:
+            self.maxrss = usage.ru_maxrss * 1024  # Linux reports KiB
+        return (pid, sts)
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS bytes, stdout) of one process."""
+    start = time.perf_counter()
+    proc = _Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... failed:\n{err.decode()[-2000:]}")
+    return wall, proc.maxrss, out.decode()
+
+
+def weight_bytes(path: str) -> int:
+    import h5py
+
+    total = 0
+    with h5py.File(path, "r") as f:
+        def visit(_name, obj):
+            nonlocal total
+            if isinstance(obj, h5py.Dataset):
+                total += obj.size * obj.dtype.itemsize
+        f["model_weights"].visititems(visit)
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--json")
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "modelport-bench"))
+    args = ap.parse_args(argv)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    tf2onnx_ok = BENCH_PY.exists() and subprocess.run(
+        [str(BENCH_PY), "-c", "import tf2onnx"], capture_output=True).returncode == 0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            h5 = cache / f"{name}_tf_keras.h5"
+            if not h5.exists():
+                subprocess.run([sys.executable, "-c", _MAKE, name, str(h5)], check=True,
+                               env=env, capture_output=True)
+            wbytes = weight_bytes(str(h5))
+            row: dict = {"model": name, "weight_bytes": wbytes}
+            runs = {
+                "floor": [sys.executable, "-c", _FLOOR, str(h5), f"{tmp}/floor.bin"],
+                "modelport": [sys.executable, "-m", "modelport", "convert", str(h5), "-o",
+                              f"{tmp}/mp.onnx", "--force", "--quiet"],
+            }
+            if tf2onnx_ok:
+                runs["tf2onnx"] = [str(BENCH_PY), "-m", "tf2onnx.convert", "--keras", str(h5),
+                                   "--output", f"{tmp}/tf2onnx.onnx", "--opset", "17"]
+            for tool, cmd in runs.items():
+                best = None
+                for _ in range(args.repeat):
+                    tool_env = dict(env, TF_USE_LEGACY_KERAS="1") if tool == "tf2onnx" else env
+                    wall, peak, _ = run_measured(cmd, tool_env)
+                    if best is None or wall < best[0]:
+                        best = (wall, peak)
+                row[f"{tool}_s"], row[f"{tool}_peak"] = best
+            rows.append(row)
+            print(_line(row), flush=True)
+    print()
+    print(table(rows, tf2onnx_ok))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MB"
+
+
+def _line(row: dict) -> str:
+    return ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in row.items())
+
+
+def table(rows: list[dict], with_tf2onnx: bool) -> str:
+    head = ["model", "weights", "floor", "modelport", "modelport / floor", "modelport peak RSS",
+            "peak / weights"]
+    if with_tf2onnx:
+        head += ["tf2onnx", "tf2onnx peak RSS", "speed-up vs tf2onnx"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], _mb(r["weight_bytes"]), f"{r['floor_s']:.2f} s",
+                 f"{r['modelport_s']:.2f} s", f"{r['modelport_s'] / r['floor_s']:.2f}x",
+                 _mb(r["modelport_peak"]), f"{r['modelport_peak'] / r['weight_bytes']:.2f}x"]
+        if with_tf2onnx:
+            cells += [f"{r['tf2onnx_s']:.2f} s", _mb(r["tf2onnx_peak"]),
+                      f"{r['tf2onnx_s'] / r['modelport_s']:.1f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
