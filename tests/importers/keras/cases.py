@@ -87,7 +87,7 @@ ACTIVATIONS_K3 = ["relu", "sigmoid", "tanh", "softmax", "softplus", "softsign", 
                   "exponential", "hard_sigmoid", "hard_silu", "swish", "silu", "gelu", "relu6",
                   "leaky_relu", "log_softmax", "mish", "celu", "glu", "hard_shrink",
                   "soft_shrink", "hard_tanh", "tanh_shrink", "log_sigmoid", "sparse_plus",
-                  "sparse_sigmoid", "squareplus", "linear"]
+                  "sparse_sigmoid", "squareplus", "sparsemax", "linear"]
 ACTIVATIONS_K2 = ["relu", "sigmoid", "tanh", "softmax", "softplus", "softsign", "selu", "elu",
                   "exponential", "hard_sigmoid", "swish", "gelu", "relu6", "linear", "mish"]
 

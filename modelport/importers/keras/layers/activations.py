@@ -92,6 +92,8 @@ def activate(ctx: Context, spec: Any, t: KT, *, keras2: bool = False, axis: int 
                   axis=ax, outputs=2)
         shape[axis] = half
         return t.like(op("Mul", a, op("Sigmoid", g)), shape)
+    if name == "sparsemax":
+        return _sparsemax(ctx, ctx.unflatten(t), axis)
     raise UnsupportedOpsError({f"activation {name}": [ctx.b.current_layer or "?"]},
                               path=ctx.path, kind="Keras activation")
 
@@ -173,3 +175,24 @@ def prelu_layer(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
         slope = ctx.weight(layer, 0, "alpha", transform=lambda a: np.transpose(a, order),
                            shape=[alpha_shape[o] for o in order])
     return t.like(ctx.op("PRelu", t.value, slope))
+
+
+def _sparsemax(ctx: Context, t: KT, axis: int) -> KT:
+    """Sparsemax as Keras's TensorFlow backend computes it (sorted cumulative sums)."""
+    ax = t.phys_axis(axis)
+    n = t.shape[axis]
+    if not isinstance(n, int):
+        raise ValueError("sparsemax needs a static size on its axis")
+    op, x = ctx.op, t.value
+    k = ctx.const(np.array([n], np.int64), "k")
+    srt, _ = op("TopK", x, k, axis=ax, largest=1, sorted=1, outputs=2)
+    csum = op("CumSum", srt, ctx.const(np.array(ax, np.int64), "axis"))
+    rshape = [1] * t.rank
+    rshape[ax] = n
+    r = ctx.const(np.arange(1, n + 1, dtype=np.float32).reshape(rshape), "r")
+    support = op("Greater", op("Sub", srt, op("Div", op("Sub", csum, _f(ctx, 1.0)), r)),
+                 _f(ctx, 0.0))
+    safe = op("Where", support, csum, _f(ctx, 0.0))
+    count = reduce(ctx, "ReduceSum", op("Cast", support, to=1), [ax], True)
+    tau = op("Div", op("Sub", reduce(ctx, "ReduceSum", safe, [ax], True), _f(ctx, 1.0)), count)
+    return t.like(op("Max", op("Sub", x, tau), _f(ctx, 0.0)))
