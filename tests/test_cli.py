@@ -166,3 +166,11 @@ def test_progress_draws_on_a_terminal_and_is_silent_otherwise():
     p.stage("x")
     p.done()
     assert quiet.text == ""
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "random-bytes", "missing"])
+def test_verify_with_a_bad_converted_file_is_a_one_line_error(sample_onnx, tmp_path, kind):
+    path, _ = _bad_files(tmp_path, sample_onnx)[kind]
+    r = cli("verify", sample_onnx, path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1 and str(path) in r.stderr

@@ -253,8 +253,11 @@ def verify_files(
     from modelport.convert.runners.onnxruntime import OrtRunner
 
     start = time.perf_counter()
-    proto = onnx.load(converted)
-    runner = OrtRunner(converted, device=device)
+    runner = OrtRunner(converted, device=device)  # a clear error if it is not runnable ONNX
+    try:
+        proto = onnx.load(converted, load_external_data=False)
+    except Exception as exc:
+        raise InvalidModelError(f"cannot parse as ONNX: {exc}", path=converted) from exc
     specs = runner.input_specs()
     if isinstance(inputs, (str, os.PathLike)):
         feeds = load_inputs(os.fspath(inputs), specs)
