@@ -174,3 +174,28 @@ def test_verify_with_a_bad_converted_file_is_a_one_line_error(sample_onnx, tmp_p
     r = cli("verify", sample_onnx, path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert len(r.stderr.strip().splitlines()) == 1 and str(path) in r.stderr
+
+
+def test_corrupted_models_never_crash(sample_onnx, tmp_path, capsys):
+    """Truncations and byte flips anywhere in the file: exit 0 or 2, never an internal error."""
+    from modelport.cli import main
+
+    data = sample_onnx.read_bytes()
+    rng = np.random.default_rng(11)
+    variants = [data[:n] for n in rng.integers(1, len(data), 12)]
+    for _ in range(12):
+        flipped = bytearray(data)
+        for i in rng.integers(0, len(data), 4):
+            flipped[i] ^= 0xFF
+        variants.append(bytes(flipped))
+    for i, content in enumerate(variants):
+        src = tmp_path / f"v{i}.onnx"
+        src.write_bytes(content)
+        code = 0
+        try:
+            main(["convert", str(src), "-o", str(tmp_path / f"o{i}.onnx"), "--quiet"])
+        except SystemExit as exc:
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code in (0, 2), err
+        assert "internal error" not in err and "Traceback" not in err
