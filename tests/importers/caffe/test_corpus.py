@@ -40,8 +40,8 @@ SLOW = [
     "soeaver_deploy_vgg16-tf", "soeaver_deploy_vgg16bn-pytorch", "soeaver_deploy_wrn50-2",
     "soeaver_deploy_xception",
 ]
-# SSD nets: converted up to their heads; PriorBox/DetectionOutput are not translated.
-SSD_HEADS = ["mbox_loc", "mbox_conf_flatten"]
+# SSD nets: converted up to DetectionOutput (not translated): its three inputs.
+SSD_HEADS = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
 SSD = ["chuanqi305_MobileNetSSD_deploy", "chuanqi305_voc_MobileNetSSD_deploy",
        "opencv_res10_300x300_ssd_deploy"]
 
@@ -62,10 +62,14 @@ def _batch1(proto) -> dict[str, list[int]]:
     return shapes
 
 
-def _check(tmp_path, stem: str, *, real_weights: bool = False, outputs=None):
+def _check(tmp_path, stem: str, *, real_weights: bool = False, outputs=None, edit=None):
     proto = CORPUS / f"{stem}.prototxt"
     if not proto.is_file():
         pytest.fail(f"corpus file missing: {proto} (set MODELPORT_CORPUS)")
+    if edit is not None:  # an edited copy in tmp_path (the corpus itself stays untouched)
+        text = edit(proto.read_text())
+        proto = tmp_path / proto.name
+        proto.write_text(text)
     shapes = _batch1(proto)
     if real_weights:
         weights = CORPUS / f"{stem}.caffemodel"
@@ -106,7 +110,7 @@ def test_ssd_heads(tmp_path, stem):
 
 
 @pytest.mark.parametrize("stem, missing", [
-    ("chuanqi305_MobileNetSSD_deploy", {"PriorBox", "DetectionOutput"}),
+    ("chuanqi305_MobileNetSSD_deploy", {"DetectionOutput"}),
     ("soeaver_deploy_faster_voc_mobilenet-dw", {"Python", "ROIPooling"}),
     ("soeaver_deploy_rfcn_voc_resnet18-priv-merge", {"Python", "PSROIPooling"}),
     ("bvlc_alexnet_train_val", {"Data", "Accuracy", "SoftmaxWithLoss"}),
@@ -118,3 +122,16 @@ def test_unsupported_layers_listed_together(tmp_path, stem, missing):
     with pytest.raises(UnsupportedOpsError) as info:
         load(str(CORPUS / f"{stem}.prototxt"), LoadOptions(random_weights=True))
     assert set(info.value.ops) == missing
+
+
+@slow
+def test_pspnet_without_its_unused_input(tmp_path):
+    # OpenCV cannot read the net as published: its second input "data_dim" is consumed by no
+    # layer, which OpenCV rejects (modelport converts it as is). Without that input OpenCV
+    # reads it, and both outputs (Interp upsampling to 513x513) must match.
+    def drop_data_dim(text: str) -> str:
+        start = text.index('input: "data_dim"')
+        end = text.index("}", start) + 1
+        return text[:start] + text[end:]
+
+    _check(tmp_path, "soeaver_deploy_psp_inception-v4-merge", edit=drop_data_dim)

@@ -7,4 +7,5 @@ from modelport.importers.caffe.layers import (  # noqa: F401
     pooling,
     resize,
     shape,
+    ssd,
 )

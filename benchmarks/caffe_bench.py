@@ -1,0 +1,248 @@
+"""Caffe conversion benchmark: modelport against the floor and the PyPI converters.
+
+For each big net (the largest corpus definition, Inception-ResNet-v2, and VGG-16 with a
+~550 MB caffemodel of seeded random weights) every tool runs in its own process; the table gives
+wall time and peak resident memory (ru_maxrss of that process):
+
+- floor:       parse the caffemodel with protobuf (this project's schema) and write every
+               blob's bytes to a file; no graph, no checks. Any converter must do at least this.
+- modelport:   ``python -m modelport convert deploy.prototxt --weights w.caffemodel -o x.onnx``
+- caffe2onnx:  ``python -m caffe2onnx.convert`` (PyPI caffe2onnx 2.0.1)
+- caffe-onnx:  ``src.cli`` of PyPI caffe-onnx 0.1.2
+
+The peers live in a separate venv (``--peer-python``, default .venv-bench-caffe/bin/python),
+since they pin protobuf 3 / old onnx. Then every corpus net that OpenCV reads is converted
+by each tool and the result compared with OpenCV DNN (rtol 1e-3, atol 1e-4) on a seeded input.
+
+Run:  .venv/bin/python benchmarks/caffe_bench.py [--skip-corpus] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BIG = ["soeaver_deploy_inception-resnet-v2", "soeaver_deploy_vgg16-tf"]
+
+FLOOR = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[3])
+from modelport.importers.caffe._pb import caffe_pb2
+net = caffe_pb2.NetParameter()
+with open(sys.argv[1], "rb") as f:
+    net.ParseFromString(f.read())
+with open(sys.argv[2], "wb") as out:
+    for layer in list(net.layer) + list(net.layers):
+        for blob in layer.blobs:
+            np.asarray(blob.data, dtype=np.float32).tofile(out)
+"""
+
+CAFFE_ONNX = r"""
+import sys
+sys.argv = ["caffe-onnx", sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]]
+from src.cli import main
+main()
+"""
+
+
+def run_measured(cmd: list[str], timeout: float = 900) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except KeyboardInterrupt:
+        proc.kill()
+        raise
+    seconds = time.perf_counter() - start
+    out, err = proc.stdout.read().decode(errors="replace"), proc.stderr.read().decode(
+        errors="replace")
+    rc = os.waitstatus_to_exitcode(status)
+    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "rc": rc,
+            "error": "" if rc == 0 else (err.strip().splitlines() or ["?"])[-1][:200],
+            "stdout": out[-300:]}
+
+
+def tool_commands(tool: str, proto: Path, weights: Path, out: Path, peer_python: str):
+    main_python = str(ROOT / ".venv" / "bin" / "python")
+    if tool == "floor":
+        return [main_python, "-c", FLOOR, str(weights), str(out) + ".bin", str(ROOT)], out
+    if tool == "modelport":
+        return [main_python, "-m", "modelport", "convert", str(proto), "--weights", str(weights),
+                "-o", str(out), "--force", "-q"], out
+    if tool == "caffe2onnx":
+        return [peer_python, "-m", "caffe2onnx.convert", "--prototxt", str(proto),
+                "--caffemodel", str(weights), "--onnx", str(out)], out
+    if tool == "caffe-onnx":
+        return [peer_python, "-c", CAFFE_ONNX, str(proto), str(weights), out.stem,
+                str(out.parent)], out
+    raise ValueError(tool)
+
+
+def batch1_shapes(proto: Path) -> dict[str, list[int]]:
+    from tests.importers.caffe.test_corpus import _batch1
+
+    return _batch1(proto)
+
+
+def batch1_prototxt(proto: Path, work: Path) -> Path:
+    """A copy of the prototxt with batch size 1 (the peers read the shapes from the file)."""
+    from google.protobuf import text_format
+
+    from modelport.importers.caffe.proto import read_net
+
+    net, _ = read_net(str(proto))
+    for shape in net.input_shape:
+        shape.dim[0] = 1
+    if len(net.input_dim) >= 4:
+        for i in range(0, len(net.input_dim), 4):
+            net.input_dim[i] = 1
+    for layer in net.layer:
+        if layer.type == "Input":
+            for shape in layer.input_param.shape:
+                shape.dim[0] = 1
+    out = work / proto.name
+    out.write_text(text_format.MessageToString(net))
+    return out
+
+
+def ensure_weights(proto: Path, work: Path, outputs=None) -> Path:
+    from modelport.importers.caffe.write import random_caffemodel
+
+    weights = work / (proto.stem + ".caffemodel")
+    if not weights.exists():
+        random_caffemodel(proto, weights, seed=0, outputs=outputs)
+    return weights
+
+
+def check_against_opencv(onnx_path: Path, proto: Path, weights: Path) -> tuple[bool, str]:
+    import cv2
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        return False, f"onnxruntime cannot load: {str(exc).splitlines()[0][:120]}"
+    net = cv2.dnn.readNetFromCaffe(str(proto), str(weights))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    rng = np.random.default_rng(1)
+    feeds = {}
+    for inp in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+        feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    cv_inputs = batch1_shapes(proto)
+    if len(feeds) != len(cv_inputs):
+        return False, "input count differs"
+    for (_name, value), cv_name in zip(feeds.items(), cv_inputs):
+        net.setInput(value, cv_name)
+    names = net.getUnconnectedOutLayersNames()
+    want = [np.asarray(v) for v in net.forward(names)]
+    try:
+        got = sess.run(None, feeds)
+    except Exception as exc:
+        return False, f"onnxruntime fails: {str(exc).splitlines()[0][:120]}"
+    if len(got) != len(want):
+        return False, f"{len(got)} outputs, OpenCV has {len(want)}"
+    for g, w in zip(got, want):
+        if g.size != w.size:
+            return False, f"output shape {list(g.shape)} vs {list(w.shape)}"
+        if not np.allclose(g.reshape(w.shape), w, rtol=1e-3, atol=1e-4):
+            return False, f"max abs error {np.abs(g.reshape(w.shape) - w).max():.3g}"
+    return True, "ok"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default=os.environ.get("MODELPORT_CORPUS",
+                                                      str(ROOT / ".." / "shared" / "corpus")))
+    ap.add_argument("--work", default="/tmp/modelport-caffe-bench")
+    ap.add_argument("--peer-python", default=str(ROOT / ".venv-bench-caffe" / "bin" / "python"))
+    ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--skip-corpus", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    corpus = Path(args.corpus) / "caffe"
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    peers_ok = Path(args.peer_python).exists()
+    tools = ["floor", "modelport"] + (["caffe2onnx", "caffe-onnx"] if peers_ok else [])
+    results: dict = {"big": {}, "corpus": {}}
+
+    if not args.skip_big:
+        print("| net | weights MB | tool | seconds | peak RSS MB | x floor time | RSS / weights | result |")
+        print("|---|---|---|---|---|---|---|---|")
+        for stem in BIG:
+            proto = batch1_prototxt(corpus / f"{stem}.prototxt", work)
+            weights = ensure_weights(proto, work)
+            wmb = weights.stat().st_size / 1e6
+            floor_s = None
+            for tool in tools:
+                out = work / f"{stem}.{tool}.onnx"
+                cmd, out = tool_commands(tool, proto, weights, out, args.peer_python)
+                r = run_measured(cmd)
+                if tool == "floor":
+                    floor_s = r["seconds"]
+                status = "ok" if r["rc"] == 0 else f"failed: {r['error']}"
+                if r["rc"] == 0 and tool != "floor":
+                    ok, why = check_against_opencv(out, proto, weights)
+                    status = "matches OpenCV" if ok else f"converted, differs: {why}"
+                results["big"].setdefault(stem, {})[tool] = {**r, "status": status}
+                print(f"| {stem} | {wmb:.0f} | {tool} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | "
+                      f"{r['seconds'] / floor_s:.2f} | {r['peak_mb'] / wmb:.2f} | {status} |",
+                      flush=True)
+
+    if not args.skip_corpus:
+        import cv2
+
+        print()
+        print("| corpus net | " + " | ".join(t for t in tools if t != "floor") + " |")
+        print("|---|" + "---|" * (len(tools) - 1))
+        counts = {t: 0 for t in tools if t != "floor"}
+        readable = 0
+        for proto_path in sorted(corpus.glob("*.prototxt")):
+            stem = proto_path.stem
+            proto = batch1_prototxt(proto_path, work)
+            try:
+                if stem.startswith("mtcnn"):
+                    weights = corpus / f"{stem}.caffemodel"
+                else:
+                    weights = ensure_weights(proto, work)
+                cv2.dnn.readNetFromCaffe(str(proto), str(weights))
+            except Exception:
+                continue  # OpenCV cannot read it (or it has layers nobody translates)
+            readable += 1
+            row = []
+            for tool in counts:
+                out = work / f"{stem}.{tool}.onnx"
+                cmd, out = tool_commands(tool, proto, weights, out, args.peer_python)
+                r = run_measured(cmd, timeout=600)
+                if r["rc"] != 0:
+                    cell = "fails: " + r["error"][:60].replace("|", "/")
+                else:
+                    ok, why = check_against_opencv(out, proto, weights)
+                    cell = "ok" if ok else why[:60]
+                    counts[tool] += ok
+                results["corpus"].setdefault(stem, {})[tool] = cell
+                row.append(cell)
+            print(f"| {stem} | " + " | ".join(row) + " |", flush=True)
+        print(f"\nnets OpenCV reads (with seeded random weights): {readable}")
+        for tool, n in counts.items():
+            print(f"{tool}: {n}/{readable} convert and match OpenCV")
+        results["corpus_counts"] = {"readable": readable, **counts}
+    if not peers_ok:
+        print(f"\npeer venv {args.peer_python} not found: peers not run")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
