@@ -82,7 +82,14 @@ class KerasReference:
 
     def _call(self, model: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         xs = [feeds[n] for n in self.inputs]
-        out = model(xs, training=False)
+        struct = getattr(model, "_inputs_struct", None)  # Keras 3: call with the same nesting
+        if isinstance(struct, dict):
+            arg = dict(zip(struct, xs))
+        elif isinstance(struct, (list, tuple)) or len(xs) > 1:
+            arg = xs
+        else:
+            arg = xs[0]
+        out = model(arg, training=False)
         return [_np(o) for o in _flat(out)]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
