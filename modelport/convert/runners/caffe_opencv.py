@@ -28,6 +28,7 @@ class OpenCVCaffeReference:
         self.cv2 = cv2
         self.name = f"OpenCV DNN {cv2.__version__}"
         self._io = self._io_names(options)
+        self._detections: set[str] = set()
 
     def _io_names(self, options) -> dict:
         """ONNX input/output names -> Caffe blob names, from a structure-only import."""
@@ -79,6 +80,8 @@ class OpenCVCaffeReference:
                 continue
             for i, top in enumerate(layer.top):
                 writer[top] = (name, i)
+                if layer.type == "DetectionOutput":
+                    self._detections.add(name)
         return writer
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -99,10 +102,14 @@ class OpenCVCaffeReference:
                 result[onnx_name] = np.asarray(net.forwardAndRetrieve([layer])[0][index]) \
                     if hasattr(net, "forwardAndRetrieve") else np.asarray(
                         net.forward(layer))
+        for onnx_name, caffe_name in wanted:
+            if writer[caffe_name][0] in self._detections:
+                result[onnx_name] = trim_detections(result[onnx_name])
         return result
 
     def run_layers(self, feeds, layers: dict[str, list[str]]) -> dict[str, list[np.ndarray]]:
         net = self._net(fusion=False)
+        self._layer_of_blob(net)
         known = set(net.getLayerNames())
         out: dict[str, list[np.ndarray]] = {}
         for layer, values in layers.items():
@@ -116,7 +123,30 @@ class OpenCVCaffeReference:
                 continue
             if len(blobs) >= len(values):
                 out[layer] = [np.asarray(b) for b in blobs[: len(values)]]
+                if layer in self._detections:
+                    out[layer] = [trim_detections(b) for b in out[layer]]
         return out
+
+
+def trim_detections(value: np.ndarray) -> np.ndarray:
+    """OpenCV's DetectionOutput layout turned into Caffe's.
+
+    OpenCV pads the output to keep_top_k rows of zeros and, when keep_top_k cuts, orders the
+    rows by score; Caffe writes only the kept rows, grouped by image and label (each label's
+    rows by descending score), and a single (0, -1, ..., -1) row when nothing is kept.
+    """
+    value = np.asarray(value)
+    if value.ndim != 4 or value.shape[-1] != 7:
+        return value
+    rows = value.reshape(-1, 7)
+    real = ~np.all(rows == 0, axis=1)
+    count = int(np.max(np.nonzero(real)[0]) + 1) if real.any() else 0
+    rows = rows[:count]
+    if count == 0:
+        rows = np.asarray([[0, -1, -1, -1, -1, -1, -1]], dtype=value.dtype)
+    else:
+        rows = rows[np.lexsort((-rows[:, 2], rows[:, 1], rows[:, 0]))]
+    return rows.reshape(1, 1, -1, 7)
 
 
 def reference(path: str, options=None, device: str = "cpu") -> OpenCVCaffeReference:

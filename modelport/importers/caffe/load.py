@@ -26,6 +26,8 @@ from modelport.importers.caffe.weights import WeightsFile
 from modelport.importers.registry import LoadOptions
 
 INPUT_TYPES = ("Input",)
+_TRAINING_TYPES = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "DummyData",
+                   "AnnotatedData", "Accuracy", "HDF5Output"}
 # Sub-messages whose unknown fields cannot change inference numbers.
 _HARMLESS_SCOPES = {
     "param", "include", "exclude", "weight_filler", "bias_filler", "filler", "scale_filler",
@@ -150,7 +152,7 @@ class Context:
     def op(self, op_type: str, *inputs, shape: Sequence[int], dtype=ir.DataType.FLOAT,
            **attrs) -> ir.Value:
         value = self.b.op(op_type, *inputs, **attrs)
-        value.shape = ir.Shape([int(d) for d in shape])
+        value.shape = ir.Shape([d if isinstance(d, str) else int(d) for d in shape])
         value.type = ir.TensorType(dtype)
         return value
 
@@ -283,8 +285,11 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
     missing = [(layer.type, name) for (_, layer), name in zip(active, names)
                if layer.type not in INPUT_TYPES and layer.type not in caffe_layer]
     if missing:
-        caffe_layer.check(missing, path=path, hint=(
-            "register a translation with `from modelport.importers.caffe import caffe_layer`"))
+        hint = "register a translation with `from modelport.importers.caffe import caffe_layer`"
+        if any(t in _TRAINING_TYPES or t.endswith("Loss") for t, _ in missing):
+            hint = ("data, loss and accuracy layers belong to training nets: convert the deploy "
+                    "prototxt; for other layers " + hint)
+        caffe_layer.check(missing, path=path, hint=hint)
     _check_unknown_fields(unknown, active, names, path, options)
 
     blobs: dict[str, ir.Value] = {}
@@ -323,9 +328,13 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
         inputs = []
         for bottom in layer.bottom:
             if bottom not in blobs:
+                elsewhere = [f"{other.name!r} ({other.type})" for other in net.layer
+                             if bottom in other.top and not layer_active(other)]
+                why = (f"; only {', '.join(elsewhere)} of another phase does: this looks like a "
+                       "training net, convert the deploy prototxt") if elsewhere else ""
                 raise InvalidModelError(
                     f"layer {name!r} reads blob {bottom!r}, which no earlier layer or input "
-                    "produces", path=path)
+                    f"produces{why}", path=path)
             inputs.append(blobs[bottom])
             consumed_after[bottom] = step
         fn = caffe_layer.get(layer.type)

@@ -40,7 +40,8 @@ SLOW = [
     "soeaver_deploy_vgg16-tf", "soeaver_deploy_vgg16bn-pytorch", "soeaver_deploy_wrn50-2",
     "soeaver_deploy_xception",
 ]
-# SSD nets: converted up to DetectionOutput (not translated): its three inputs.
+# SSD nets: whole (DetectionOutput included) and up to DetectionOutput's three inputs (with
+# random weights, few scores pass MobileNet-SSD's 0.25 threshold: the heads check the numbers).
 SSD_HEADS = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
 SSD = ["chuanqi305_MobileNetSSD_deploy", "chuanqi305_voc_MobileNetSSD_deploy",
        "opencv_res10_300x300_ssd_deploy"]
@@ -109,8 +110,14 @@ def test_ssd_heads(tmp_path, stem):
     _check(tmp_path, stem, outputs=SSD_HEADS)
 
 
+@slow
+@pytest.mark.parametrize("stem", SSD)
+def test_ssd_whole(tmp_path, stem):
+    _check(tmp_path, stem)
+
+
 @pytest.mark.parametrize("stem, missing", [
-    ("chuanqi305_MobileNetSSD_deploy", {"DetectionOutput"}),
+    ("bvlc_mnist_mnist_autoencoder", {"SigmoidCrossEntropyLoss", "EuclideanLoss"}),
     ("soeaver_deploy_faster_voc_mobilenet-dw", {"Python", "ROIPooling"}),
     ("soeaver_deploy_rfcn_voc_resnet18-priv-merge", {"Python", "PSROIPooling"}),
     ("bvlc_alexnet_train_val", {"Data", "Accuracy", "SoftmaxWithLoss"}),
@@ -135,3 +142,12 @@ def test_pspnet_without_its_unused_input(tmp_path):
         return text[:start] + text[end:]
 
     _check(tmp_path, "soeaver_deploy_psp_inception-v4-merge", edit=drop_data_dim)
+
+
+def test_training_net_is_explained():
+    from modelport.errors import InvalidModelError
+    from modelport.importers.caffe.load import load
+
+    with pytest.raises(InvalidModelError, match="training net"):
+        load(str(CORPUS / "chuanqi305_MobileNetSSD_train.prototxt"),
+             LoadOptions(random_weights=True))

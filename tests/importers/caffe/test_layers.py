@@ -351,3 +351,33 @@ layer { name: "sc" type: "Scale" bottom: "data" bottom: "s" top: "sc"
 """, {"sc": [b]}, feeds)
     want = feeds["data"] * feeds["s"][:, :, None, None] + b[:, :, None, None]
     assert_close(got["sc"], want, name="sc")
+
+
+@pytest.mark.parametrize("code, keep", [("CENTER_SIZE", 12), ("CORNER", 400)])
+def test_prior_box_and_detection_output(tmp_path, code, keep):
+    # SSD's tail on a small net: PriorBox (constants), softmaxed scores for 4 classes, NMS,
+    # keep_top_k across classes (12 cuts, 400 does not). OpenCV pads its output to keep_top_k
+    # rows of zeros and orders it by score; the reference runner turns that into Caffe's layout
+    # (kept rows only, by label then score). keep_top_k: -1 crashes OpenCV 4.14.
+    head = ('input: "data"\ninput_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
+            'input: "feat"\ninput_shape { dim: 1 dim: 4 dim: 4 dim: 4 }\n')
+    check_net(tmp_path, head + f"""
+layer {{ name: "pb" type: "PriorBox" bottom: "feat" bottom: "data" top: "pb"
+  prior_box_param {{ min_size: 8 max_size: 16 aspect_ratio: 2 flip: true clip: false
+                    variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 offset: 0.5 }} }}
+layer {{ name: "loc" type: "Convolution" bottom: "feat" top: "loc"
+  convolution_param {{ num_output: 16 kernel_size: 3 pad: 1 }} }}
+layer {{ name: "locp" type: "Permute" bottom: "loc" top: "locp" permute_param {{ order: 0 order: 2 order: 3 order: 1 }} }}
+layer {{ name: "locf" type: "Flatten" bottom: "locp" top: "locf" }}
+layer {{ name: "conf" type: "Convolution" bottom: "feat" top: "conf"
+  convolution_param {{ num_output: 16 kernel_size: 3 pad: 1 }} }}
+layer {{ name: "confp" type: "Permute" bottom: "conf" top: "confp" permute_param {{ order: 0 order: 2 order: 3 order: 1 }} }}
+layer {{ name: "conff" type: "Flatten" bottom: "confp" top: "conff" }}
+layer {{ name: "confr" type: "Reshape" bottom: "conff" top: "confr" reshape_param {{ shape {{ dim: 0 dim: -1 dim: 4 }} }} }}
+layer {{ name: "confs" type: "Softmax" bottom: "confr" top: "confs" softmax_param {{ axis: 2 }} }}
+layer {{ name: "confsf" type: "Flatten" bottom: "confs" top: "confsf" }}
+layer {{ name: "det" type: "DetectionOutput" bottom: "locf" bottom: "confsf" bottom: "pb" top: "det"
+  detection_output_param {{ num_classes: 4 share_location: true background_label_id: 0
+    nms_param {{ nms_threshold: 0.45 top_k: 20 }} code_type: {code} keep_top_k: {keep}
+    confidence_threshold: 0.2 }} }}
+""", {"data": [1, 3, 32, 32], "feat": [1, 4, 4, 4]})
