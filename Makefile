@@ -32,7 +32,7 @@ lint: $(STAMP)
 bench-tests: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-bench: $(STAMP)
+bench: bench-tests
 	$(BIN)/python -m benchmarks.run
 
 clean:
