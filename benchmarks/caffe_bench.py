@@ -56,19 +56,31 @@ main()
 
 
 def run_measured(cmd: list[str], timeout: float = 900) -> dict:
+    import tempfile
+    import threading
+
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    except KeyboardInterrupt:
-        proc.kill()
-        raise
-    seconds = time.perf_counter() - start
-    out, err = proc.stdout.read().decode(errors="replace"), proc.stderr.read().decode(
-        errors="replace")
+    with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
+        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, cwd=ROOT)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except KeyboardInterrupt:
+            proc.kill()
+            raise
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - start
+        out_f.seek(0)
+        err_f.seek(0)
+        out = out_f.read().decode(errors="replace")
+        err = err_f.read().decode(errors="replace")
     rc = os.waitstatus_to_exitcode(status)
-    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "rc": rc,
-            "error": "" if rc == 0 else (err.strip().splitlines() or ["?"])[-1][:200],
+    error = "" if rc == 0 else (err.strip().splitlines() or [f"exit status {rc}"])[-1][:200]
+    if rc < 0 and seconds >= timeout:
+        error = f"killed after {timeout:.0f}s"
+    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "rc": rc, "error": error,
             "stdout": out[-300:]}
 
 
@@ -224,7 +236,7 @@ def main() -> None:
             for tool in counts:
                 out = work / f"{stem}.{tool}.onnx"
                 cmd, out = tool_commands(tool, proto, weights, out, args.peer_python)
-                r = run_measured(cmd, timeout=600)
+                r = run_measured(cmd, timeout=300)
                 if r["rc"] != 0:
                     cell = "fails: " + r["error"][:60].replace("|", "/")
                 else:

@@ -360,8 +360,6 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
         io_names["outputs"][value.name] = top
     if not b.graph.outputs:
         raise InvalidModelError("the net has no outputs (every blob is consumed)", path=path)
-    if weights is not None:
-        weights.close()
     model = b.build(doc=f"converted from Caffe net {net.name!r}")
     model.metadata_props[IO_KEY] = json.dumps(io_names, separators=(",", ":"))
     return model

@@ -3,8 +3,10 @@
 A ``.caffemodel`` is a binary NetParameter whose layers carry their learned blobs. Instead of
 parsing it into protobuf objects (which would copy every weight into Python memory), the file
 is memory-mapped and its wire format walked once to record, per layer, where each blob's
-``data`` bytes lie. A weight is then a zero-copy NumPy view of the mapped file, made when the
-exporter asks for it. Everything else in the file (a training net's data and loss layers,
+``data`` bytes lie (the walk jumps over the data, so it touches only a few pages). A weight is
+then a zero-copy NumPy view of its own small mapping of the file, made when the exporter asks
+for it and unmapped when the exporter drops it: converting never keeps more than the tensor
+being written resident. Everything else in the file (a training net's data and loss layers,
 solver fields) is skipped without being read.
 """
 
@@ -68,12 +70,13 @@ class WeightsFile:
             raise InvalidModelError(
                 f"is not a valid caffemodel (truncated or corrupt?): {exc}", path=path
             ) from None
+        self._map.close()  # the index is built; weights get mappings of their own
         self._by_name: dict[str, list[LayerBlobs]] = {}
         for layer in self.layers:
             self._by_name.setdefault(layer.name, []).append(layer)
 
     def close(self) -> None:
-        # The mapping stays valid while arrays viewing it exist; the file object can go.
+        """Close the file (readers made before stop working)."""
         self._file.close()
 
     # -- lookup --------------------------------------------------------------------------------
@@ -88,10 +91,17 @@ class WeightsFile:
         if blob.values is not None:
             values = blob.values
             return lambda: values.reshape(blob.shape)
-        mapping, offset, count, dtype, shape = self._map, blob.offset, blob.count, blob.dtype, blob.shape
+        offset, count, dtype, shape = blob.offset, blob.count, blob.dtype, blob.shape
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        length = offset - start + count * dtype.itemsize
+        file = self._file  # the closure keeps the file open while weights may be read
 
         def read() -> np.ndarray:
-            return np.frombuffer(mapping, dtype=dtype, count=count, offset=offset).reshape(shape)
+            if count == 0:
+                return np.zeros(shape, dtype=dtype)
+            region = mmap.mmap(file.fileno(), length, access=mmap.ACCESS_READ, offset=start)
+            return np.frombuffer(region, dtype=dtype, count=count,
+                                 offset=offset - start).reshape(shape)
 
         return read
 
