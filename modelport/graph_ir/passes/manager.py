@@ -14,7 +14,7 @@ from collections.abc import Callable
 import onnx_ir as ir
 import onnx_ir.passes.common as common
 
-from modelport.graph_ir.passes.cleanup import cleanup_passes, inline_passes
+from modelport.graph_ir.passes.cleanup import cleanup_passes, final_passes, inline_passes
 from modelport.graph_ir.passes.folding import folding_passes
 from modelport.graph_ir.passes.fusions import fusion_passes
 
@@ -68,6 +68,8 @@ def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
             report.rounds = rounds
             if not changed:
                 break
+        for p in final_passes():
+            p(model)
         # Identity elimination may leave a graph (or subgraph) output that is an input or
         # appears twice; ONNX forbids both, and onnxruntime mis-executes some of them.
         common.OutputFixPass()(model)
