@@ -91,6 +91,8 @@ def _parse_calls(inbound: Any) -> list[Call]:
         else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
             args: list[Any] = []
             kwargs: dict[str, Any] = {}
+            if node and isinstance(node[0], str):  # TFOpLambda: one bare entry
+                node = [node]
             for entry in node:
                 if isinstance(entry, dict):  # a bare kwargs dict (rare)
                     kwargs.update(entry)

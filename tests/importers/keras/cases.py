@@ -299,8 +299,18 @@ def small_cnn(K):
     return K.Model(i, L.Dense(5, activation="softmax", name="probs")(h))
 
 
+def operators(K):
+    """Python operators on symbolic tensors: Keras 3 records ops, Keras 2 TFOpLambda layers."""
+    L = K.layers
+    i = K.Input((4, 4, 3), name="img")
+    h = L.Conv2D(3, 1, name="conv")(i)
+    a = (h + 3.0) * h
+    b = a / 2.0 - h
+    return K.Model(i, [b, L.Conv2D(2, 1, name="conv_after_ops")(b)])
+
+
 CASES = {f.__name__: f for f in [
     dense_mlp, sequential_mlp, conv2d, conv1d_3d, conv_transpose, depthwise_separable,
     normalizations, activations, activation_layers, pooling, reshaping, merges,
     pad_crop_upsample, embedding_rnn, wrappers, attention, preprocessing, functional_graph,
-    nested_sequential, channels_first, small_cnn]}
+    nested_sequential, channels_first, small_cnn, operators]}
