@@ -7,6 +7,7 @@ wall time and peak resident memory (ru_maxrss of that process):
 - floor:       parse the caffemodel with protobuf (this project's schema) and write every
                blob's bytes to a file; no graph, no checks. Any converter must do at least this.
 - modelport:   ``python -m modelport convert deploy.prototxt --weights w.caffemodel -o x.onnx``
+               (default -O1, and -O0: import and export only, without the graph optimiser)
 - caffe2onnx:  ``python -m caffe2onnx.convert`` (PyPI caffe2onnx 2.0.1)
 - caffe-onnx:  ``src.cli`` of PyPI caffe-onnx 0.1.2
 
@@ -88,9 +89,10 @@ def tool_commands(tool: str, proto: Path, weights: Path, out: Path, peer_python:
     main_python = str(ROOT / ".venv" / "bin" / "python")
     if tool == "floor":
         return [main_python, "-c", FLOOR, str(weights), str(out) + ".bin", str(ROOT)], out
-    if tool == "modelport":
+    if tool in ("modelport", "modelport -O0"):
+        level = ["-O0"] if tool.endswith("-O0") else []
         return [main_python, "-m", "modelport", "convert", str(proto), "--weights", str(weights),
-                "-o", str(out), "--force", "-q"], out
+                "-o", str(out), "--force", "-q", *level], out
     if tool == "caffe2onnx":
         return [peer_python, "-m", "caffe2onnx.convert", "--prototxt", str(proto),
                 "--caffemodel", str(weights), "--onnx", str(out)], out
@@ -186,7 +188,8 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     peers_ok = Path(args.peer_python).exists()
-    tools = ["floor", "modelport"] + (["caffe2onnx", "caffe-onnx"] if peers_ok else [])
+    tools = ["floor", "modelport", "modelport -O0"] + (
+        ["caffe2onnx", "caffe-onnx"] if peers_ok else [])
     results: dict = {"big": {}, "corpus": {}}
 
     if not args.skip_big:
@@ -198,7 +201,7 @@ def main() -> None:
             wmb = weights.stat().st_size / 1e6
             floor_s = None
             for tool in tools:
-                out = work / f"{stem}.{tool}.onnx"
+                out = work / f"{stem}.{tool.replace(' ', '')}.onnx"
                 cmd, out = tool_commands(tool, proto, weights, out, args.peer_python)
                 r = run_measured(cmd)
                 if tool == "floor":
@@ -216,9 +219,9 @@ def main() -> None:
         import cv2
 
         print()
-        print("| corpus net | " + " | ".join(t for t in tools if t != "floor") + " |")
-        print("|---|" + "---|" * (len(tools) - 1))
-        counts = {t: 0 for t in tools if t != "floor"}
+        counts = {t: 0 for t in tools if t not in ("floor", "modelport -O0")}
+        print("| corpus net | " + " | ".join(counts) + " |")
+        print("|---|" + "---|" * len(counts))
         readable = 0
         for proto_path in sorted(corpus.glob("*.prototxt")):
             stem = proto_path.stem

@@ -64,6 +64,17 @@ def scale(ctx, layer, inputs):
         bias_index = 0
     else:
         gshape = _param_shape(ctx, shape, ax, p.num_axes)
+        if ax == 1 and len(shape) >= 2 and gshape == [shape[1]]:
+            # Per-channel: a BatchNormalization with mean 0, variance 1, eps 0 computes exactly
+            # x * gamma + beta, and the optimiser folds it into a preceding Conv like the
+            # BatchNorm layer before it.
+            c = shape[1]
+            gamma = ctx.blob(0, [c], "gamma")
+            beta = (ctx.blob(1, [c], "bias") if p.bias_term
+                    else ctx.const(np.zeros(c, np.float32), "beta"))
+            return [ctx.op("BatchNormalization", x, gamma, beta,
+                           ctx.const(np.zeros(c, np.float32), "mean"),
+                           ctx.const(np.ones(c, np.float32), "var"), epsilon=0.0, shape=shape)]
         target = broadcast_shape(gshape, len(shape), ax)
         gamma = ctx.blob(0, gshape or [1], "gamma", out_shape=target,
                          transform=lambda a, t=target: a.reshape(t))
