@@ -228,3 +228,65 @@ def test_per_layer_verification(tmp_path):
     names = [c.name for c in result.report.layers]
     assert {"conv1", "relu1", "pool1", "ip1", "prob"} <= set(names)
     assert all(c.passed for c in result.report.layers)
+
+
+def test_v1_binary_caffemodel_with_legacy_blob_dims(tmp_path):
+    # Old caffemodels (e.g. the original BVLC releases) are V1 nets whose blobs carry
+    # num/channels/height/width instead of a shape, and were written unpacked by some tools.
+    from modelport.importers.caffe._pb import caffe_pb2
+
+    proto = tmp_path / "v1.prototxt"
+    proto.write_text(V1_NET)
+    rng = np.random.default_rng(7)
+    net = caffe_pb2.NetParameter(name="v1")
+
+    def add(name, arrays, legacy_dims):
+        layer = net.layers.add(name=name, type=caffe_pb2.V1LayerParameter.CONVOLUTION)
+        for array, dims in zip(arrays, legacy_dims):
+            blob = layer.blobs.add(num=dims[0], channels=dims[1], height=dims[2], width=dims[3])
+            blob.data.extend(array.reshape(-1).tolist())
+
+    conv_w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3
+    conv_b = rng.standard_normal(4).astype(np.float32)
+    ip_w = rng.standard_normal((5, 100)).astype(np.float32) * 0.1
+    ip_b = rng.standard_normal(5).astype(np.float32)
+    add("conv1", [conv_w, conv_b], [(4, 3, 3, 3), (1, 1, 1, 4)])
+    add("ip1", [ip_w, ip_b], [(1, 1, 5, 100), (1, 1, 1, 5)])
+    weights = tmp_path / "v1.caffemodel"
+    weights.write_bytes(net.SerializeToString())
+    out = tmp_path / "v1.onnx"
+    convert(proto, out, options=LoadOptions(weights=str(weights)))
+    feeds = make_inputs({"data": [1, 3, 12, 12]})
+    want = reference(str(proto), LoadOptions(weights=str(weights))).run(feeds)
+    assert_close(run_onnx(out, feeds)["prob"], want["prob"], name="prob")
+
+
+def test_unpacked_blob_data(tmp_path):
+    # Repeated floats written one field per value (not packed) must read the same.
+    import struct
+
+    from modelport.importers.caffe.write import _key, _len_field, _varint
+
+    def blob(array):
+        dims = b"".join(_varint(d) for d in array.shape)
+        data = b"".join(_key(5, 5) + struct.pack("<f", v) for v in array.reshape(-1))
+        return _len_field(7, _len_field(7, _len_field(1, dims)) + data)
+
+    rng = np.random.default_rng(11)
+    conv_w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3
+    conv_b = rng.standard_normal(4).astype(np.float32)
+    fc_w = rng.standard_normal((3, 256)).astype(np.float32) * 0.1
+    fc_b = rng.standard_normal(3).astype(np.float32)
+    body = _len_field(1, b"net")
+    for name, arrays in (("conv", [conv_w, conv_b]), ("fc", [fc_w, fc_b])):
+        layer = _len_field(1, name.encode()) + b"".join(blob(a) for a in arrays)
+        body += _len_field(100, layer)
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(SMALL)
+    weights = tmp_path / "net.caffemodel"
+    weights.write_bytes(body)
+    out = tmp_path / "net.onnx"
+    convert(proto, out, options=LoadOptions(weights=str(weights)))
+    feeds = make_inputs({"data": [1, 3, 10, 10]})
+    want = reference(str(proto), LoadOptions(weights=str(weights))).run(feeds)
+    assert_close(run_onnx(out, feeds)["fc"], want["fc"], name="fc")
