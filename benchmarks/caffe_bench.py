@@ -6,6 +6,8 @@ wall time and peak resident memory (ru_maxrss of that process):
 
 - floor:       parse the caffemodel with protobuf (this project's schema) and write every
                blob's bytes to a file; no graph, no checks. Any converter must do at least this.
+- importer only: modelport's Caffe importer builds the graph and every (lazy) weight is
+               written to a file: the importer's share, comparable with the floor.
 - modelport:   ``python -m modelport convert deploy.prototxt --weights w.caffemodel -o x.onnx``
                (default -O1, and -O0: import and export only, without the graph optimiser)
 - caffe2onnx:  ``python -m caffe2onnx.convert`` (PyPI caffe2onnx 2.0.1)
@@ -46,6 +48,17 @@ with open(sys.argv[2], "wb") as out:
     for layer in list(net.layer) + list(net.layers):
         for blob in layer.blobs:
             np.asarray(blob.data, dtype=np.float32).tofile(out)
+"""
+
+IMPORTER_ONLY = r"""
+import sys
+sys.path.insert(0, sys.argv[4])
+from modelport.importers.caffe.load import load
+from modelport.importers.registry import LoadOptions
+model = load(sys.argv[1], LoadOptions(weights=sys.argv[2]))
+with open(sys.argv[3], "wb") as out:
+    for value in model.graph.initializers.values():
+        out.write(value.const_value.tobytes())
 """
 
 CAFFE_ONNX = r"""
@@ -89,6 +102,9 @@ def tool_commands(tool: str, proto: Path, weights: Path, out: Path, peer_python:
     main_python = str(ROOT / ".venv" / "bin" / "python")
     if tool == "floor":
         return [main_python, "-c", FLOOR, str(weights), str(out) + ".bin", str(ROOT)], out
+    if tool == "importer only":
+        return [main_python, "-c", IMPORTER_ONLY, str(proto), str(weights), str(out) + ".bin",
+                str(ROOT)], out
     if tool in ("modelport", "modelport -O0"):
         level = ["-O0"] if tool.endswith("-O0") else []
         return [main_python, "-m", "modelport", "convert", str(proto), "--weights", str(weights),
@@ -188,7 +204,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     peers_ok = Path(args.peer_python).exists()
-    tools = ["floor", "modelport", "modelport -O0"] + (
+    tools = ["floor", "importer only", "modelport", "modelport -O0"] + (
         ["caffe2onnx", "caffe-onnx"] if peers_ok else [])
     results: dict = {"big": {}, "corpus": {}}
 
@@ -207,7 +223,7 @@ def main() -> None:
                 if tool == "floor":
                     floor_s = r["seconds"]
                 status = "ok" if r["rc"] == 0 else f"failed: {r['error']}"
-                if r["rc"] == 0 and tool != "floor":
+                if r["rc"] == 0 and tool not in ("floor", "importer only"):
                     ok, why = check_against_opencv(out, proto, weights)
                     status = "matches OpenCV" if ok else f"converted, differs: {why}"
                 results["big"].setdefault(stem, {})[tool] = {**r, "status": status}
@@ -219,7 +235,7 @@ def main() -> None:
         import cv2
 
         print()
-        counts = {t: 0 for t in tools if t not in ("floor", "modelport -O0")}
+        counts = {t: 0 for t in tools if t not in ("floor", "importer only", "modelport -O0")}
         print("| corpus net | " + " | ".join(counts) + " |")
         print("|---|" + "---|" * len(counts))
         readable = 0
