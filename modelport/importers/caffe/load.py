@@ -275,7 +275,8 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
 
     active = [(i, layer) for i, layer in enumerate(net.layer) if layer_active(layer)]
     names = opencv_layer_names([layer.name or f"{layer.type}_{i}" for i, layer in active])
-    if options.outputs:
+    known_blobs = {t for _, layer in active for t in layer.top} | set(net.input)
+    if options.outputs and all(o in known_blobs for o in options.outputs):
         # Translate only what the requested blobs depend on (e.g. an SSD net up to its heads,
         # without the PriorBox/DetectionOutput layers after them).
         keep = needed_layers([layer for _, layer in active], options.outputs)
