@@ -10,10 +10,10 @@ For each model (tests/importers/pytorch/models.py, dynamic batch everywhere):
   (``.venv-bench-torch``, since onnxsim must not enter the main environment); skipped, and
   said so, when that venv has no onnxsim.
 
-It reports node counts and onnxruntime CPU latency (one thread, batch 1, interleaved rounds,
-medians) as ratios to the baseline, and every variant's max abs error against PyTorch eager.
+It reports node counts and onnxruntime CPU latency (one thread, batch 1, 400 calls per variant
+interleaved call by call, interleaved call by call in shuffled order, medians) as ratios to the baseline, and every variant's max abs error against PyTorch eager.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/pytorch_graph_quality.py [--rounds 15] [--json F]
+    PYTHONPATH=. .venv/bin/python benchmarks/pytorch_graph_quality.py [--rounds 20] [--json F]
 
 Exit status 1 if modelport's output has more nodes than the baseline or is more than
 ``--slack`` (default 5 %) slower on any model.
@@ -126,17 +126,22 @@ def eager_outputs(name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def time_variants(sessions: dict[str, ort.InferenceSession], feeds, rounds: int,
                   calls: int) -> dict[str, float]:
-    """Median seconds per call; variants interleaved within every round."""
+    """Median seconds per call. Variants are interleaved call by call, in a shuffled order each
+    round, so that load from other processes falls on all of them alike."""
+    import random
+
+    order = list(sessions)
     samples: dict[str, list[float]] = {k: [] for k in sessions}
     for s in sessions.values():  # warm-up
-        for _ in range(3):
+        for _ in range(5):
             s.run(None, feeds)
-    for _ in range(rounds):
-        for key, s in sessions.items():
+    shuffle = random.Random(0).shuffle
+    for _ in range(rounds * calls):
+        shuffle(order)
+        for key in order:
             start = time.perf_counter()
-            for _ in range(calls):
-                s.run(None, feeds)
-            samples[key].append((time.perf_counter() - start) / calls)
+            sessions[key].run(None, feeds)
+            samples[key].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -145,7 +150,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--slack", type=float, default=0.05)
     parser.add_argument("--json", default=None)
@@ -181,8 +186,12 @@ def main() -> int:
                 got = s.run(None, feeds)
                 errors[key] = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
             latency = time_variants(sessions, feeds, args.rounds, args.calls)
-            nodes = {k: count_nodes(onnx.load(p).graph) for k, p in paths.items()}
+            protos = {k: onnx.load(p) for k, p in paths.items()}
+            nodes = {k: count_nodes(m.graph) for k, m in protos.items()}
+            same = [n.op_type for n in protos["modelport-O1"].graph.node] == [
+                n.op_type for n in protos["torch"].graph.node]
             row = {"model": name, "nodes": nodes, "latency_s": latency, "max_abs_err": errors,
+                   "same_ops_as_torch": same,
                    "node_ratio": {k: nodes[k] / nodes["torch"] for k in nodes},
                    "latency_ratio": {k: latency[k] / latency["torch"] for k in latency}}
             rows.append(row)
@@ -191,7 +200,8 @@ def main() -> int:
                 failed.append(name)
             print(f"{name}: done", file=sys.stderr, flush=True)
     variants = [k for k in rows[0]["nodes"] if k != "torch"]
-    header = ["model", "torch nodes", "torch µs"] + [f"{v} nodes/lat" for v in variants]
+    header = ["model", "torch nodes", "torch µs"] + [f"{v} nodes/lat" for v in variants] + [
+        "-O1 ops = torch's"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
@@ -203,6 +213,7 @@ def main() -> int:
                              f"{row['latency_ratio'][v]:.2f}")
             else:
                 cells.append("n/a")
+        cells.append("yes" if row["same_ops_as_torch"] else "no")
         print("| " + " | ".join(cells) + " |")
     worst = max(max(r["max_abs_err"].values()) for r in rows)
     print(f"\nmax abs error of any variant against PyTorch eager: {worst:.2g}")

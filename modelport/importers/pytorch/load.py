@@ -55,6 +55,7 @@ def load(path: str, options: LoadOptions) -> ir.Model:
         model = _to_onnx(program, source)
         route = "torch.export" if source.kind == "module" else "torch.export.load"
     _name_inputs_outputs(model, source)
+    _drop_default_attributes(model)
     _set_sources(model)
     model.metadata_props[ROUTE_KEY] = route
     return model
@@ -360,6 +361,17 @@ def _rename_lifted(model: ir.Model, program: torch.export.ExportedProgram, scrip
 def _tensor_key(tensor: torch.Tensor) -> tuple:
     return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
             tuple(tensor.stride()), tensor.dtype)
+
+
+def _drop_default_attributes(model: ir.Model) -> None:
+    """The exporter writes ``noop_with_empty_axes=0`` (the default) on Reduce* nodes; ONNX's
+    version converter keeps it when going down to opset 17, where the attribute does not exist
+    and the checker rejects it. Dropping the default-valued attribute changes nothing."""
+    for node in model.graph.all_nodes():
+        if node.domain in ("", "ai.onnx") and node.op_type.startswith("Reduce"):
+            attr = node.attributes.get("noop_with_empty_axes")
+            if attr is not None and attr.value == 0:
+                del node.attributes["noop_with_empty_axes"]
 
 
 # -- naming ------------------------------------------------------------------------------------
