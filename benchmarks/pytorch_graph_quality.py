@@ -10,8 +10,9 @@ For each model (tests/importers/pytorch/models.py, dynamic batch everywhere):
   (``.venv-bench-torch``, since onnxsim must not enter the main environment); skipped, and
   said so, when that venv has no onnxsim.
 
-It reports node counts and onnxruntime CPU latency (one thread, batch 1, 400 calls per variant
-interleaved call by call, interleaved call by call in shuffled order, medians) as ratios to the baseline, and every variant's max abs error against PyTorch eager.
+It reports node counts and onnxruntime CPU latency (one thread, batch 1, 400 calls per
+variant interleaved call by call in shuffled order, medians) as ratios to the baseline, and
+every variant's max abs error against PyTorch eager.
 
     PYTHONPATH=. .venv/bin/python benchmarks/pytorch_graph_quality.py [--rounds 20] [--json F]
 

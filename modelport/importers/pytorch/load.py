@@ -140,14 +140,17 @@ def _rename_dims(model: ir.Model, program: torch.export.ExportedProgram,
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The exporter prints progress to stdout and logs warnings (e.g. about torchvision)."""
+    """The exporter prints progress and graphs and logs warnings (e.g. about torchvision):
+    none of it reaches the user, whose errors come as one line (the chain with --debug)."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export",
                                                "torch._dynamo", "torch.fx")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        sink = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+                contextlib.redirect_stderr(sink):
             warnings.simplefilter("ignore")
             yield
     finally:

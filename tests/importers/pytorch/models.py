@@ -188,3 +188,12 @@ MODELS = {
     "upsampler": (upsampler, {"x": [2, 3, 16, 16]}),
     "two_in_out": (two_in_out, {"image": [2, 3, 8, 8], "vector": [2, 5]}),
 }
+
+
+class DataDependent(nn.Module):
+    """Python control flow on tensor values: torch.export cannot capture it."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1

@@ -132,6 +132,8 @@ def test_torchscript_takes_wrapper_route_at_fixed_batch(folder, capfd):
     names = {t.name for t in proto.graph.initializer}
     assert {"stem.0.weight", "fc.weight"} <= names, sorted(names)
     compare_with_eager(out, module, "cnn", batches=(1,))
+    with pytest.raises(InputSpecError, match="not available for TorchScript"):
+        modelport.verify(src, out, per_layer=True, **options)
 
 
 @pytest.mark.parametrize("route", ["ts2ep", "legacy"])
@@ -210,6 +212,20 @@ def test_unsupported_operator_is_named(capsys):
         main(["convert", ENTRY.format("Broken"), "--input", "x:3,3", "-o", "/dev/null/x.onnx",
               "-q", "--debug"])
     assert info.value.__cause__ is not None
+
+
+def test_torch_export_failure_is_one_line(capsys):
+    from modelport.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", ENTRY.format("DataDependent"), "--input", "x:2,3", "-o",
+              "/dev/null/x.onnx"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines  # the exporter's graph dumps do not reach the user
+    assert "torch.export failed" in lines[0] and "data-dependent" in lines[0]
+    assert captured.out == ""
 
 
 def test_without_torch_formats_and_pt2_say_which_extra(folder, monkeypatch, capsys):
