@@ -197,3 +197,19 @@ class DataDependent(nn.Module):
         if x.sum() > 0:
             return x * 2
         return x - 1
+
+
+class Tagger(nn.Module):
+    """Integer token ids in (embedding), per-token scores out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, ids):
+        return self.fc(torch.tanh(self.embed(ids)))
+
+
+def tagger() -> nn.Module:
+    return _seeded(Tagger(), 8)

@@ -270,3 +270,20 @@ def test_named_dynamic_dim(folder):
         with torch.no_grad():
             want = module(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(session.run(None, {"x": x})[0], want, rtol=1e-3, atol=1e-4)
+
+
+def test_integer_inputs_through_input_dtypes(folder):
+    from tests.importers.pytorch.models import tagger
+
+    out = os.path.join(folder, "tagger.onnx")
+    result = modelport.convert(ENTRY.format("tagger"), out, verify=True, per_layer=True,
+                               input_shapes={"ids": [1, 5]}, input_dtypes={"ids": "int64"})
+    assert result.passed, result.report.table()
+    assert {c.name for c in result.report.layers} == {"embed", "fc"}
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    ids = np.random.default_rng(3).integers(0, 10, size=(1, 5))
+    with torch.no_grad():
+        want = tagger()(torch.from_numpy(ids)).numpy()
+    np.testing.assert_allclose(session.run(None, {"ids": ids})[0], want, rtol=1e-3, atol=1e-4)
