@@ -72,6 +72,9 @@ def open_source(path: str, options: LoadOptions) -> TorchSource:
     if not os.path.isfile(path):
         raise InvalidModelError("no such file", path=path)
     kind = archive_kind(path, read_head(path))
+    if options.weights and kind in ("export", "torchscript"):
+        raise InputSpecError(f"{path}: --weights applies to entry points "
+                             "(package.module:factory); this archive holds its own weights")
     if kind == "export":
         return _open_export(path, options)
     if kind == "torchscript":
@@ -105,6 +108,14 @@ def _module_from_entry_point(spec: str, options: LoadOptions) -> torch.nn.Module
     if isinstance(target, torch.nn.Module):
         module = target
     elif callable(target):
+        try:
+            inspect.signature(target).bind()
+        except TypeError as exc:
+            raise InvalidModelError(
+                f"{attr} cannot be called without arguments ({exc}); point at a function or "
+                "class that builds the model with none", path=spec) from exc
+        except ValueError:  # no signature (builtins): just call it
+            pass
         module = target()
     else:
         raise InvalidModelError(f"{attr!r} is neither a function nor a class", path=spec)

@@ -287,3 +287,15 @@ def test_integer_inputs_through_input_dtypes(folder):
     with torch.no_grad():
         want = tagger()(torch.from_numpy(ids)).numpy()
     np.testing.assert_allclose(session.run(None, {"ids": ids})[0], want, rtol=1e-3, atol=1e-4)
+
+
+def test_entry_point_and_weights_errors(folder):
+    with pytest.raises(InvalidModelError, match="cannot be called without arguments"):
+        modelport.load("tests.importers.pytorch.models:_seeded", input_shapes={"x": [1]})
+    with pytest.raises(InvalidModelError, match="has no attribute 'nothing'"):
+        modelport.load("tests.importers.pytorch.models:nothing", input_shapes={"x": [1]})
+    with pytest.raises(InvalidModelError, match="cannot import module"):
+        modelport.load("no_such_package.models:cnn", input_shapes={"x": [1]})
+    src, _, _ = write_source("pt2", "two_in_out", folder)
+    with pytest.raises(InputSpecError, match="--weights applies to entry points"):
+        modelport.load(src, weights=src)
