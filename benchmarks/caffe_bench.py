@@ -69,7 +69,7 @@ main()
 """
 
 
-def run_measured(cmd: list[str], timeout: float = 900) -> dict:
+def run_measured(cmd: list[str], timeout: float = 600) -> dict:
     import tempfile
     import threading
 
@@ -159,7 +159,9 @@ def check_against_opencv(onnx_path: Path, proto: Path, weights: Path) -> tuple[b
     import onnxruntime as ort
 
     try:
-        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         return False, f"onnxruntime cannot load: {str(exc).splitlines()[0][:120]}"
     net = cv2.dnn.readNetFromCaffe(str(proto), str(weights))

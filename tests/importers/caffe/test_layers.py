@@ -381,3 +381,26 @@ layer {{ name: "det" type: "DetectionOutput" bottom: "locf" bottom: "confsf" bot
     nms_param {{ nms_threshold: 0.45 top_k: 20 }} code_type: {code} keep_top_k: {keep}
     confidence_threshold: 0.2 }} }}
 """, {"data": [1, 3, 32, 32], "feat": [1, 4, 4, 4]})
+
+
+def test_batchnorm_batch_statistics(tmp_path):
+    # use_global_stats: false normalises with the batch's own statistics (OpenCV: batch 1 only).
+    check_net(tmp_path, """input: "data"
+input_shape { dim: 1 dim: 4 dim: 5 dim: 6 }
+layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn"
+  batch_norm_param { use_global_stats: false eps: 0.001 } }
+""", {"data": [1, 4, 5, 6]})
+
+
+def test_upsample_numpy(tmp_path):
+    # OpenCV has no Caffe Upsample; nearest-neighbour by integer factors, as the forks define it.
+    from tests.importers.caffe.helpers import make_inputs
+    from tests.oracles import assert_close
+
+    x = make_inputs({"data": [2, 4, 9, 11]})["data"]
+    got = _np_run(tmp_path, net("""
+layer { name: "up" type: "Upsample" bottom: "data" top: "up" upsample_param { scale: 2 } }
+layer { name: "up2" type: "Upsample" bottom: "data" top: "up2" upsample_param { scale_h: 3 scale_w: 1 } }
+"""), {}, {"data": x})
+    assert_close(got["up"], x.repeat(2, axis=2).repeat(2, axis=3), name="up")
+    assert_close(got["up2"], x.repeat(3, axis=2), name="up2")

@@ -20,6 +20,11 @@ def batch_norm(ctx, layer, inputs):
     use_global = p.use_global_stats if p.HasField("use_global_stats") else True
     if not use_global:
         # Normalise with the statistics of the current batch, over all axes but channels.
+        # The stored running statistics are unused; with random weights they are still made,
+        # so that a caffemodel written from them has the three blobs Caffe layers carry.
+        if ctx.blob_count() is None:
+            for i, kind in enumerate(("mean", "var", "factor")):
+                ctx.reader(i, [c] if i < 2 else [1], kind)
         axes = [0] + list(range(2, len(shape)))
         mean = ctx.reduce("ReduceMean", x, axes, keepdims=1,
                       shape=[1 if i in axes else d for i, d in enumerate(shape)])
