@@ -150,7 +150,9 @@ def ensure_weights(proto: Path, work: Path, outputs=None) -> Path:
 
     weights = work / (proto.stem + ".caffemodel")
     if not weights.exists():
-        random_caffemodel(proto, weights, seed=0, outputs=outputs)
+        partial = weights.with_suffix(f".{os.getpid()}.partial")
+        random_caffemodel(proto, partial, seed=0, outputs=outputs)
+        partial.replace(weights)  # atomic: a concurrent run never sees half a file
     return weights
 
 
@@ -201,6 +203,10 @@ def main() -> None:
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-corpus", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--peer-timeout", type=float, default=300,
+                    help="seconds each tool may take on one corpus net")
+    ap.add_argument("--corpus-minutes", type=float, default=240,
+                    help="stop starting corpus nets after this many minutes")
     args = ap.parse_args()
     corpus = Path(args.corpus) / "caffe"
     work = Path(args.work)
@@ -238,9 +244,10 @@ def main() -> None:
 
         print()
         counts = {t: 0 for t in tools if t not in ("floor", "importer only", "modelport -O0")}
-        print("| corpus net | " + " | ".join(counts) + " |")
-        print("|---|" + "---|" * len(counts))
+        print("| corpus net | weights MB | " + " | ".join(counts) + " |")
+        print("|---|---|" + "---|" * len(counts))
         readable = 0
+        nets = []
         for proto_path in sorted(corpus.glob("*.prototxt")):
             stem = proto_path.stem
             proto = batch1_prototxt(proto_path, work)
@@ -252,22 +259,30 @@ def main() -> None:
                 cv2.dnn.readNetFromCaffe(str(proto), str(weights))
             except Exception:
                 continue  # OpenCV cannot read it (or it has layers nobody translates)
+            nets.append((weights.stat().st_size, stem, proto, weights))
+        deadline = time.time() + args.corpus_minutes * 60
+        not_run = []
+        for size, stem, proto, weights in sorted(nets):  # smallest first
+            if time.time() > deadline:
+                not_run.append(stem)
+                continue
             readable += 1
             row = []
             for tool in counts:
                 out = work / f"{stem}.{tool}.onnx"
                 cmd, out = tool_commands(tool, proto, weights, out, args.peer_python)
-                r = run_measured(cmd, timeout=300)
+                r = run_measured(cmd, timeout=args.peer_timeout)
                 if r["rc"] != 0:
-                    cell = "fails: " + r["error"][:60].replace("|", "/")
+                    cell = "fails: " + r["error"][:60].replace("|", "/").replace("\n", " ")
                 else:
                     ok, why = check_against_opencv(out, proto, weights)
                     cell = "ok" if ok else why[:60]
                     counts[tool] += ok
                 results["corpus"].setdefault(stem, {})[tool] = cell
                 row.append(cell)
-            print(f"| {stem} | " + " | ".join(row) + " |", flush=True)
-        print(f"\nnets OpenCV reads (with seeded random weights): {readable}")
+            print(f"| {stem} | {size / 1e6:.0f} | " + " | ".join(row) + " |", flush=True)
+        print(f"\nnets OpenCV reads (with seeded random weights): {len(nets)}; compared here: "
+              f"{readable}" + (f"; not run (time limit): {', '.join(not_run)}" if not_run else ""))
         for tool, n in counts.items():
             print(f"{tool}: {n}/{readable} convert and match OpenCV")
         results["corpus_counts"] = {"readable": readable, **counts}
