@@ -42,6 +42,10 @@ ONNX_OPSET = 18  # the exporter's native opset; the exporter's own down-conversi
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 ROUTE_KEY = "modelport.pytorch_route"
 ROOT = "(root)"
+# Exporter metadata not kept in the output: stack traces and FX node text (local file paths and
+# source code, different on every machine) and the namespace string (name_scopes and
+# class_hierarchy, which are kept, say the same).
+DROPPED_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node", "namespace")
 
 aten = torch.ops.aten
 
@@ -483,3 +487,6 @@ def _set_sources(model: ir.Model) -> None:
         else:
             label = f"{chain[-1] if chain else ROOT}/{ops[id(node)]}"
         node.metadata_props[SOURCE_KEY] = label
+    for node in model.graph.all_nodes():
+        for key in DROPPED_METADATA:
+            node.metadata_props.pop(key, None)

@@ -64,8 +64,11 @@ def test_entry_point_dynamic_batch_matches_eager(cnn_dynamic):
 
 def test_weights_keep_parameter_paths(cnn_dynamic):
     out, _ = cnn_dynamic
-    names = {t.name for t in onnx.load(out).graph.initializer}
+    proto = onnx.load(out)
+    names = {t.name for t in proto.graph.initializer}
     assert {"stem.0.weight", "fc.weight", "fc.bias"} <= names, sorted(names)
+    keys = {p.key for n in proto.graph.node for p in n.metadata_props}
+    assert "modelport.source" in keys and "pkg.torch.onnx.stack_trace" not in keys, keys
 
 
 def test_per_layer_compares_submodules(cnn_dynamic):
