@@ -63,10 +63,16 @@ def looks_like_caffemodel(head: bytes) -> bool:
     return False
 
 
+_TF_TEXT = re.compile(rb"^\s*(node|versions|library)\s*\{", re.M)
+
+
 def detect(path: str, head: bytes) -> int:
     lower = path.lower()
     if head and b"\x00" not in head[:1024] and _TEXT_MARKERS.search(head):
-        if re.search(rb"^\s*layers?\s*\{|^\s*input\s*:", head, re.M):
+        if _TF_TEXT.search(head):
+            return 0  # a TensorFlow text GraphDef (its nodes also have `input:` lines)
+        # Net-level entries: `layer {`/`layers {` or an `input:` at the start of a line.
+        if re.search(rb"^\s*layers?\s*\{|^input\s*:", head, re.M):
             return 80 if lower.endswith((".prototxt", ".pbtxt", ".txt")) else 60
         return 40 if lower.endswith(".prototxt") else 0
     if looks_like_caffemodel(head):

@@ -290,3 +290,16 @@ def test_unpacked_blob_data(tmp_path):
     feeds = make_inputs({"data": [1, 3, 10, 10]})
     want = reference(str(proto), LoadOptions(weights=str(weights))).run(feeds)
     assert_close(run_onnx(out, feeds)["fc"], want["fc"], name="fc")
+
+
+def test_detection_leaves_tensorflow_text_graphs_alone():
+    from modelport.importers.caffe.format import FORMAT
+    from modelport.importers.registry import read_head
+    from tests.importers.caffe.helpers import corpus_dir
+
+    tf_text = corpus_dir().parent / "tf" / "opencv_face_detector.pbtxt"
+    if not tf_text.is_file():
+        pytest.fail(f"corpus file missing: {tf_text}")
+    assert FORMAT.detect(str(tf_text), read_head(str(tf_text))) == 0
+    for proto in sorted(corpus_dir().glob("*.prototxt")):
+        assert FORMAT.detect(str(proto), read_head(str(proto))) > 0, proto.name
