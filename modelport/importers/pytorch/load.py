@@ -5,13 +5,17 @@ The exporter runs with ``optimize=False``: constant folding, fusions and clean-u
 modelport's own pass manager (``-O`` levels), like for every other format. The IR comes out at
 the exporter's native opset (18); ``--opset 17`` converts it after optimisation.
 
-TorchScript archives take the first route that works, in this order (see docs/pytorch.md):
+TorchScript archives take the first route that works (see docs/pytorch.md and
+:func:`script_attempts`):
 
-1. ``wrapper``: an ``nn.Module`` that calls the loaded ScriptModule, traced by ``torch.export``
-   (non-strict). Works on every test model; the interpreter makes shapes concrete, so dynamic
-   dims are only kept when tracing with them succeeds, otherwise the batch is fixed.
-2. ``ts2ep``: ``torch._export.converter.TS2EPConverter`` (TorchScript graph → ExportedProgram).
-3. ``legacy``: the deprecated TorchScript-based ``torch.onnx.export(..., dynamo=False)``.
+- ``wrapper``: an ``nn.Module`` that calls the loaded ScriptModule, traced by ``torch.export``
+  (non-strict). Converts every test model, at the fixed ``--input`` shapes: the interpreter
+  makes every size concrete.
+- ``ts2ep``: ``torch._export.converter.TS2EPConverter`` (TorchScript graph → ExportedProgram),
+  fixed shapes.
+- ``legacy``: the deprecated TorchScript-based ``torch.onnx.export(..., dynamo=False)``; the only
+  route that keeps dynamic dims, so it comes first when ``--dynamic`` is given, and last
+  otherwise. Fails on transformers and attention.
 """
 
 from __future__ import annotations
@@ -244,26 +248,39 @@ ROUTES = ("wrapper", "ts2ep", "legacy")
 ROUTE_OPTION = "torchscript_route"  # LoadOptions.extra key: try only this route
 
 
+def script_attempts(dynamic: bool, only: str | None = None) -> list[tuple[str, bool]]:
+    """(route, keeps dynamic dims) in the order they are tried.
+
+    With dynamic dims asked for, the legacy exporter comes first: it is the only route that
+    keeps them (tracing the wrapper through the interpreter specialises every size). Otherwise
+    the wrapper, which converts every test model, comes first; the legacy exporter is last.
+    """
+    order = ([("legacy", True), ("wrapper", False), ("ts2ep", False)] if dynamic else
+             [("wrapper", False), ("ts2ep", False), ("legacy", False)])
+    if only:
+        order = [a for a in order if a[0] == only]
+        if dynamic and only != "legacy":
+            order = [(only, False)]
+    return order
+
+
 def _export_torchscript(source: TorchSource, options: LoadOptions) -> tuple[ir.Model, str]:
     only = options.extra.get(ROUTE_OPTION)
     if only is not None and only not in ROUTES:
         raise InputSpecError(f"unknown TorchScript route {only!r}; known: {', '.join(ROUTES)}")
     failures: list[str] = []
-    for route in ROUTES:
-        if only and route != only:
+    for route, dynamic in script_attempts(bool(source.symbolic), only):
+        try:
+            model = _SCRIPT_ROUTES[route](source, dynamic)
+        except Exception as exc:
+            failures.append(f"{route}{' (dynamic)' if dynamic else ''}: {_short(exc)}")
             continue
-        for dynamic in ((True, False) if source.symbolic and route != "ts2ep" else (False,)):
-            try:
-                model = _SCRIPT_ROUTES[route](source, dynamic)
-            except Exception as exc:
-                failures.append(f"{route}{' (dynamic)' if dynamic else ''}: {_short(exc)}")
-                continue
-            if dynamic:
-                cost = "keeps the dynamic dims"
-            else:
-                cost = "fixed shapes " + _shape_text(source)
-                _fix_shapes(source, options)
-            return model, _report_route(route, cost, source, failures)
+        if dynamic:
+            cost = "keeps the dynamic dims (deprecated exporter)"
+        else:
+            cost = "fixed shapes " + _shape_text(source)
+            _fix_shapes(source, options)
+        return model, _report_route(route, cost, source, failures)
     raise InvalidModelError(
         "no route converts this TorchScript module (" + "; ".join(failures) + "); rerun with "
         "--debug, or export the original nn.Module with torch.export.save", path=source.path)
@@ -276,14 +293,11 @@ def _fix_shapes(source: TorchSource, options: LoadOptions) -> None:
 
 
 def _wrapper(source: TorchSource, dynamic: bool) -> ir.Model:
-    wrapper = _CallScript(source.module)
+    # ``dynamic`` is not offered: the interpreter specialises every size it computes, so
+    # torch.export reports the dims as constant ("Constraints violated") on every model tried.
     with _quiet():
-        shapes = None
-        args = source.example_inputs if dynamic else source.fixed_inputs
-        if dynamic:
-            per_input = _dynamic_shapes(source)
-            shapes = {"args": tuple(per_input[n] for n in source.input_names)}
-        program = torch.export.export(wrapper, args, dynamic_shapes=shapes, strict=False)
+        program = torch.export.export(_CallScript(source.module), source.fixed_inputs,
+                                      strict=False)
         program = program.run_decompositions(_SCRIPT_DECOMPOSITIONS)
     model = _to_onnx(program, source)
     _rename_lifted(model, program, source.module)
@@ -306,7 +320,7 @@ def _legacy(source: TorchSource, dynamic: bool) -> ir.Model:
     axes = {name: dict(dims) for name, dims in source.symbolic.items()} if dynamic else None
     args = source.example_inputs if dynamic else source.fixed_inputs
     with _quiet():
-        torch.onnx.export(source.module, args, buffer, dynamo=False,
+        torch.onnx.export(source.module, args, buffer, dynamo=False, do_constant_folding=False,
                           input_names=source.input_names, opset_version=ONNX_OPSET,
                           dynamic_axes=axes)
     import onnx
@@ -426,7 +440,7 @@ def _find_value(graph: ir.Graph, name: str) -> ir.Value | None:
 def _scopes(node: ir.Node) -> list[str]:
     text = node.metadata_props.get(NAME_SCOPES_KEY)
     if not text:
-        return []
+        return _legacy_scopes(node.name or "")
     try:
         scopes = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -434,6 +448,15 @@ def _scopes(node: ir.Node) -> list[str]:
     if not isinstance(scopes, list) or not scopes or scopes[0] != "":
         return []  # nodes the exporter adds outside any module (runtime asserts)
     return [str(s) for s in scopes]
+
+
+def _legacy_scopes(name: str) -> list[str]:
+    """The legacy exporter names nodes ``/block1/conv1/Conv``: the same scopes, in a name."""
+    parts = [p for p in name.split("/") if p]
+    if not name.startswith("/") or not parts:
+        return []
+    modules = [".".join(parts[:i]) for i in range(1, len(parts))]
+    return ["", *modules, parts[-1]]
 
 
 def _set_sources(model: ir.Model) -> None:

@@ -123,7 +123,7 @@ def test_pt2_two_inputs_tuple_output_dynamic(folder):
 def test_torchscript_takes_wrapper_route_at_fixed_batch(folder, capfd):
     src, options, module = write_source("script", "cnn", folder)
     out = os.path.join(folder, "cnn_ts.onnx")
-    result = modelport.convert(src, out, verify=True, dynamic=["batch"], **options)
+    result = modelport.convert(src, out, verify=True, **options)
     assert result.passed, result.report.table()
     assert result.format == "torchscript"
     err = capfd.readouterr().err
@@ -137,6 +137,32 @@ def test_torchscript_takes_wrapper_route_at_fixed_batch(folder, capfd):
     compare_with_eager(out, module, "cnn", batches=(1,))
     with pytest.raises(InputSpecError, match="not available for TorchScript"):
         modelport.verify(src, out, per_layer=True, **options)
+
+
+def test_torchscript_dynamic_batch_takes_legacy_route(folder, capfd):
+    src, options, module = write_source("trace", "cnn", folder)
+    out = os.path.join(folder, "cnn_ts_dynamic.onnx")
+    result = modelport.convert(src, out, verify=True, dynamic=["batch"], **options)
+    assert result.passed, result.report.table()
+    route = [line for line in capfd.readouterr().err.splitlines() if "route:" in line]
+    assert len(route) == 1 and "legacy TorchScript exporter" in route[0], route
+    assert "keeps the dynamic dims" in route[0]
+    proto = onnx.load(out)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert {"block1.conv1.weight", "fc.weight"} <= {t.name for t in proto.graph.initializer}
+    compare_with_eager(out, module, "cnn", batches=(2, 3))
+
+
+def test_torchscript_dynamic_transformer_falls_back_to_fixed_batch(folder, capfd):
+    src, options, module = write_source("script", "attention", folder)
+    out = os.path.join(folder, "attention_ts.onnx")
+    result = modelport.convert(src, out, verify=True, dynamic=["batch"], **options)
+    assert result.passed, result.report.table()
+    route = [line for line in capfd.readouterr().err.splitlines() if "route:" in line]
+    assert len(route) == 1 and "wrapper module + torch.export; fixed shapes" in route[0]
+    assert "legacy (dynamic): " in route[0]  # the failure that made it fall back
+    assert onnx.load(out).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    compare_with_eager(out, module, "attention", batches=(1,))
 
 
 @pytest.mark.parametrize("route", ["ts2ep", "legacy"])
