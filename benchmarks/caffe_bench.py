@@ -180,6 +180,11 @@ def check_against_opencv(onnx_path: Path, proto: Path, weights: Path) -> tuple[b
         net.setInput(value, cv_name)
     names = net.getUnconnectedOutLayersNames()
     want = [np.asarray(v) for v in net.forward(names)]
+    # OpenCV pads DetectionOutput and orders it its own way: the Caffe layout, as in the tests.
+    from modelport.convert.runners.caffe_opencv import trim_detections
+
+    want = [trim_detections(w) if net.getLayer(n).type == "DetectionOutput" else w
+            for n, w in zip(names, want)]
     try:
         got = sess.run(None, feeds)
     except Exception as exc:
@@ -203,6 +208,7 @@ def main() -> None:
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-corpus", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--only", nargs="*", default=None, help="corpus nets (stems) to compare")
     ap.add_argument("--peer-timeout", type=float, default=300,
                     help="seconds each tool may take on one corpus net")
     ap.add_argument("--corpus-minutes", type=float, default=240,
@@ -259,6 +265,8 @@ def main() -> None:
                 cv2.dnn.readNetFromCaffe(str(proto), str(weights))
             except Exception:
                 continue  # OpenCV cannot read it (or it has layers nobody translates)
+            if args.only and stem not in args.only:
+                continue
             nets.append((weights.stat().st_size, stem, proto, weights))
         deadline = time.time() + args.corpus_minutes * 60
         not_run = []
@@ -274,6 +282,8 @@ def main() -> None:
                 r = run_measured(cmd, timeout=args.peer_timeout)
                 if r["rc"] != 0:
                     cell = "fails: " + r["error"][:60].replace("|", "/").replace("\n", " ")
+                elif not out.exists():
+                    cell = "wrote no model: " + (r["stdout"].strip().splitlines() or [""])[-1][:50]
                 else:
                     ok, why = check_against_opencv(out, proto, weights)
                     cell = "ok" if ok else why[:60]
