@@ -57,30 +57,52 @@ print(total)
 """
 
 
-class _Popen(subprocess.Popen):
-    """Popen that keeps the child's peak RSS (from wait4's rusage) when it is reaped."""
-
-    maxrss = 0
-
-    def _try_wait(self, wait_flags):
-        try:
-            pid, sts, usage = os.wait4(self.pid, wait_flags)
-        except ChildProcessError:
-            return (self.pid, 0)
-        if pid == self.pid:
-            self.maxrss = usage.ru_maxrss * 1024  # Linux reports KiB
-        return (pid, sts)
+class MemoryCapExceeded(RuntimeError):
+    pass
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes, stdout) of one process."""
-    start = time.perf_counter()
-    proc = _Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])}... failed:\n{err.decode()[-2000:]}")
-    return wall, proc.maxrss, out.decode()
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_measured(cmd: list[str], env: dict | None = None,
+                 cap: int | None = None) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS bytes, stdout) of one process.
+
+    A process whose resident memory passes ``cap`` bytes is killed (MemoryCapExceeded) before
+    it can bring the machine's OOM killer down on other processes.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
+        over = maxrss = 0
+        while True:
+            # Reap with wait4 ourselves: its rusage has the child's peak RSS.
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                maxrss = usage.ru_maxrss * 1024  # Linux reports KiB
+                break
+            if cap and not over and _rss(proc.pid) > cap:
+                over = _rss(proc.pid)
+                proc.kill()
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+        if over:
+            raise MemoryCapExceeded(f"killed after {wall:.0f} s at {over / 2**30:.1f} GiB RSS")
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:4])}... failed ({proc.returncode}):\n"
+                               f"{err.read().decode()[-2000:]}")
+        return wall, maxrss, out.read().decode()
 
 
 def weight_bytes(path: str) -> int:
@@ -101,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--json")
+    ap.add_argument("--mem-cap-gib", type=float, default=8.0,
+                    help="kill a converter whose RSS passes this (protects a shared machine)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "modelport-bench"))
     args = ap.parse_args(argv)
     cache = Path(args.cache)
@@ -125,14 +149,21 @@ def main(argv: list[str] | None = None) -> int:
             if tf2onnx_ok:
                 runs["tf2onnx"] = [str(BENCH_PY), "-m", "tf2onnx.convert", "--keras", str(h5),
                                    "--output", f"{tmp}/tf2onnx.onnx", "--opset", "17"]
+            cap = int(args.mem_cap_gib * 2**30)
             for tool, cmd in runs.items():
                 best = None
                 for _ in range(args.repeat):
                     tool_env = dict(env, TF_USE_LEGACY_KERAS="1") if tool == "tf2onnx" else env
-                    wall, peak, _ = run_measured(cmd, tool_env)
+                    try:
+                        wall, peak, _ = run_measured(cmd, tool_env, cap)
+                    except MemoryCapExceeded as exc:
+                        row[f"{tool}_error"] = f"over the {args.mem_cap_gib:g} GiB cap ({exc})"
+                        best = None
+                        break
                     if best is None or wall < best[0]:
                         best = (wall, peak)
-                row[f"{tool}_s"], row[f"{tool}_peak"] = best
+                if best is not None:
+                    row[f"{tool}_s"], row[f"{tool}_peak"] = best
             rows.append(row)
             print(_line(row), flush=True)
     print()
@@ -161,9 +192,11 @@ def table(rows: list[dict], with_tf2onnx: bool) -> str:
         cells = [r["model"], _mb(r["weight_bytes"]), f"{r['floor_s']:.2f} s",
                  f"{r['modelport_s']:.2f} s", f"{r['modelport_s'] / r['floor_s']:.2f}x",
                  _mb(r["modelport_peak"]), f"{r['modelport_peak'] / r['weight_bytes']:.2f}x"]
-        if with_tf2onnx:
+        if with_tf2onnx and "tf2onnx_s" in r:
             cells += [f"{r['tf2onnx_s']:.2f} s", _mb(r["tf2onnx_peak"]),
                       f"{r['tf2onnx_s'] / r['modelport_s']:.1f}x"]
+        elif with_tf2onnx:
+            cells += [r.get("tf2onnx_error", "failed"), "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

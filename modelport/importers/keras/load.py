@@ -16,6 +16,7 @@ from modelport.errors import (
     UnsupportedOpsError,
 )
 from modelport.graph_ir.builder import GraphBuilder
+from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.model import (
     MODEL_CLASSES,
     ArchiveWeights,
@@ -245,6 +246,7 @@ class Walker:
                 v = b.input(ref.layer, dtype, [d if d is not None else ("N" if j == 0 else f"d{j}")
                                                for j, d in enumerate(shape)])
                 produced[(ref.layer, 0, 0)] = KT(v, shape, dtype)
+        plan_bn_folds(self, spec, prefix)
         # Calls, in dependency order.
         pending = [(layer, ci) for layer in spec.layers if layer.class_name != "InputLayer"
                    for ci in range(len(layer.calls))]
@@ -319,6 +321,48 @@ class Walker:
                     f"layer {layer.name!r} ({layer.class_name}) cannot be translated: "
                     f"{type(exc).__name__}: {exc}", path=ctx.path) from exc
         return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+_FOLD_INTO = {"Conv1D": 3, "Conv2D": 4, "Conv3D": 5, "DepthwiseConv1D": 3, "DepthwiseConv2D": 4,
+              "SeparableConv1D": 3, "SeparableConv2D": 4}
+
+
+def plan_bn_folds(walker: Walker, spec: ModelSpec, prefix: tuple[str, ...]) -> None:
+    """Find convolutions whose only consumer is a BatchNormalization over their channels (the
+    Conv-BN idiom of Keras CNNs): the BatchNorm is folded into the convolution's weights as
+    they are read, so no BatchNormalization node is built and later fused."""
+    if walker.options.extra.get("keras_fold_batchnorm") is False:
+        return
+    consumers: dict[str, list[LayerSpec]] = {}
+    for layer in spec.layers:
+        for call in layer.calls:
+            refs = [a for a in call.args if isinstance(a, Ref)] + \
+                   [r for v in call.kwargs.values() for r in _refs_in(v)]
+            for r in refs:
+                consumers.setdefault(r.layer, []).append(layer)
+    outputs = {r.layer for r in spec.outputs}
+    for layer in spec.layers:
+        rank = _FOLD_INTO.get(layer.class_name)
+        c = layer.config
+        if rank is None or len(layer.calls) != 1 or layer.name in outputs:
+            continue
+        if activation_name(c.get("activation")) != "linear":
+            continue
+        users = consumers.get(layer.name, [])
+        if len(users) != 1 or users[0].class_name != "BatchNormalization" or \
+                len(users[0].calls) != 1:
+            continue
+        bn = users[0]
+        axis = bn.config.get("axis", -1)
+        axis = axis if isinstance(axis, list) else [axis]
+        if len(axis) != 1:
+            continue
+        want = 1 if c.get("data_format") == "channels_first" else rank - 1
+        if axis[0] % rank != want:
+            continue
+        bn_layer = walker.make_layer(bn, (*prefix, bn.name))
+        walker.ctx.bn_fold["/".join((*prefix, layer.name))] = bn_layer
+        walker.ctx.bn_folded.add(bn_layer.name)
 
 
 def _refs_in(v: Any) -> list[Ref]:

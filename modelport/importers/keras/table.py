@@ -110,6 +110,8 @@ class Context:
         self._cache: dict[tuple[int, Any], ir.Value] = {}
         self.layouts: dict[str, str] = {}  # value name -> layout note for verification
         self.flat_notes: dict[int, str] = {}  # id(fperm) -> note
+        self.bn_fold: dict[str, Layer] = {}  # conv layer name -> the BatchNorm folded into it
+        self.bn_folded: set[str] = set()  # BatchNorm layers folded away
 
     def record_layout(self, t: KT) -> None:
         """Remember how ``t``'s value differs from the Keras tensor (per-layer verification)."""

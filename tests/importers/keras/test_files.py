@@ -122,4 +122,6 @@ def test_metadata_records_keras_version(k3, model_dir):
     out = check(model, path)
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert meta["modelport.keras_version"].startswith("3.")
-    assert "conv1" in json.loads(meta["modelport.layer_outputs"])
+    layers = json.loads(meta["modelport.layer_outputs"])
+    assert {"bn1", "relu1", "probs"} <= set(layers)
+    assert "conv1" not in layers  # its BatchNormalization was folded into it

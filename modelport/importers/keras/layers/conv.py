@@ -23,6 +23,37 @@ def same_pads(size, k: int, s: int, d: int) -> tuple[int, int] | None:
     return total // 2, total - total // 2
 
 
+def conv_weights(ctx: Context, layer: Layer, k_index: int, name: str, transform, shape,
+                 b_index: int | None):
+    """Kernel and bias initializers; when a BatchNormalization directly follows this layer
+    (see load.plan_bn_folds), its scale and shift are folded in inside the weight reads.
+    Returns (kernel, bias, name of the layer the node should be attributed to)."""
+    from modelport.graph_ir.tensors import lazy_tensor
+    from modelport.importers.keras.layers.normalization import bn_terms
+
+    bn = ctx.bn_fold.get(layer.name)
+    if bn is None:
+        w = ctx.weight(layer, k_index, name, transform=transform, shape=shape)
+        b = ctx.weight(layer, b_index, "bias") if b_index is not None else None
+        return w, b, layer.name
+    ones = [1] * (len(shape) - 1)
+
+    def folded_kernel(k):
+        scale, _ = bn_terms(bn)
+        return transform(k).astype(np.float32) * scale.reshape(-1, *ones)
+
+    def folded_bias():
+        scale, shift = bn_terms(bn)
+        base = np.asarray(layer.weights()[b_index][()], np.float32) if b_index is not None \
+            else np.float32(0)
+        return base * scale + shift
+
+    w = ctx.weight(layer, k_index, name, transform=folded_kernel, shape=shape)
+    b = ctx.b.initializer(f"{bn.name}/folded_bias",
+                          lazy_tensor(folded_bias, np.float32, (shape[0],)))
+    return w, b, bn.name
+
+
 def conv_out(size, k, s, d, pb, pe):
     if not isinstance(size, int):
         return None
@@ -84,16 +115,17 @@ def conv(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     sizes, _ = spatial(t, cfirst)
     attrs, outs = padding_attrs(c.get("padding", "valid"), sizes, ks, ss, ds)
     kp = _kernel_perm(len(kshape))
-    w = ctx.weight(layer, 0, "kernel", transform=lambda k: np.transpose(k, kp),
-                   shape=[kshape[p] for p in kp])
-    b = ctx.weight(layer, 1, "bias") if c.get("use_bias", True) else None
-    y = ctx.op("Conv", x, w, b, kernel_shape=list(ks), strides=list(ss), dilations=list(ds),
-               group=groups, **attrs)
+    w, b, owner = conv_weights(ctx, layer, 0, "kernel", lambda k: np.transpose(k, kp),
+                               [kshape[p] for p in kp], 1 if c.get("use_bias", True) else None)
+    with ctx.b.layer(owner):
+        y = ctx.op("Conv", x, w, b, kernel_shape=list(ks), strides=list(ss),
+                   dilations=list(ds), group=groups, **attrs)
     out = KT(y, _out_shape(t, cfirst, outs, filters), t.dtype, perm)
     return activate(ctx, c.get("activation"), out, keras2=layer.keras2)
 
 
-def _depthwise_weight(ctx: Context, layer: Layer, index: int, name: str):
+def _depthwise_weight(ctx: Context, layer: Layer, index: int, name: str,
+                      bias_index: int | None, fold: bool):
     kshape = tuple(layer.weights()[index].shape)  # (k..., in, multiplier)
     cin, mult = kshape[-2], kshape[-1]
     n = len(kshape) - 2
@@ -102,8 +134,14 @@ def _depthwise_weight(ctx: Context, layer: Layer, index: int, name: str):
         k = k.reshape(*kshape[:-2], 1, cin * mult)
         return np.transpose(k, _kernel_perm(n + 2))
 
-    return ctx.weight(layer, index, name, transform=tr, shape=(cin * mult, 1, *kshape[:-2])), \
-        cin, mult
+    shape = (cin * mult, 1, *kshape[:-2])
+    if fold:
+        w, b, owner = conv_weights(ctx, layer, index, name, tr, shape, bias_index)
+    else:
+        w = ctx.weight(layer, index, name, transform=tr, shape=shape)
+        b = ctx.weight(layer, bias_index, "bias") if bias_index is not None else None
+        owner = layer.name
+    return w, b, owner, cin, mult
 
 
 def _depthwise(ctx: Context, layer: Layer, t: KT, index: int, bias_index: int | None):
@@ -116,10 +154,12 @@ def _depthwise(ctx: Context, layer: Layer, t: KT, index: int, bias_index: int | 
     x, perm = _layout(ctx, t, cfirst)
     sizes, _ = spatial(t, cfirst)
     attrs, outs = padding_attrs(c.get("padding", "valid"), sizes, ks, ss, ds)
-    w, cin, mult = _depthwise_weight(ctx, layer, index, "depthwise_kernel")
-    b = ctx.weight(layer, bias_index, "bias") if bias_index is not None else None
-    y = ctx.op("Conv", x, w, b, kernel_shape=list(ks), strides=list(ss), dilations=list(ds),
-               group=cin, **attrs)
+    fold = layer.class_name.startswith("Depthwise")
+    w, b, owner, cin, mult = _depthwise_weight(ctx, layer, index, "depthwise_kernel",
+                                               bias_index, fold)
+    with ctx.b.layer(owner):
+        y = ctx.op("Conv", x, w, b, kernel_shape=list(ks), strides=list(ss),
+                   dilations=list(ds), group=cin, **attrs)
     return y, perm, _out_shape(t, cfirst, outs, cin * mult)
 
 
@@ -141,10 +181,10 @@ def separable_conv(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     y, perm, shape = _depthwise(ctx, layer, t, 0, None)
     pshape = tuple(layer.weights()[1].shape)  # (1..., in*mult, filters)
     kp = _kernel_perm(len(pshape))
-    w = ctx.weight(layer, 1, "pointwise_kernel", transform=lambda k: np.transpose(k, kp),
-                   shape=[pshape[p] for p in kp])
-    b = ctx.weight(layer, 2, "bias") if c.get("use_bias", True) else None
-    z = ctx.op("Conv", y, w, b, kernel_shape=[1] * n)
+    w, b, owner = conv_weights(ctx, layer, 1, "pointwise_kernel", lambda k: np.transpose(k, kp),
+                               [pshape[p] for p in kp], 2 if c.get("use_bias", True) else None)
+    with ctx.b.layer(owner):
+        z = ctx.op("Conv", y, w, b, kernel_shape=[1] * n)
     shape = list(shape)
     shape[1 if cfirst else -1] = pshape[-1]
     return activate(ctx, c.get("activation"), KT(z, tuple(shape), t.dtype, perm),

@@ -37,8 +37,31 @@ def _broadcast_weight(ctx: Context, layer: Layer, index: int, name: str, t: KT,
     return ctx.weight(layer, index, name, transform=tr, shape=bshape)
 
 
+def bn_terms(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) with BatchNormalization(x) = x * scale + shift, as Keras computes it."""
+    c = layer.config
+    ws = layer.weights()
+    i = 0
+    gamma = beta = None
+    if c.get("scale", True):
+        gamma, i = np.asarray(ws[i][()], np.float32), i + 1
+    if c.get("center", True):
+        beta, i = np.asarray(ws[i][()], np.float32), i + 1
+    mean = np.asarray(ws[i][()], np.float32)
+    var = np.asarray(ws[i + 1][()], np.float32)
+    inv = (1.0 / np.sqrt(var + np.float32(c.get("epsilon", 1e-3)))).astype(np.float32)
+    if gamma is not None:
+        inv = inv * gamma
+    shift = -mean * inv
+    if beta is not None:
+        shift = shift + beta
+    return inv, shift
+
+
 @keras_layer("BatchNormalization")
 def batch_norm(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
+    if layer.name in ctx.bn_folded:  # already folded into the preceding convolution
+        return inputs[0]
     c = layer.config
     t = ctx.unflatten(inputs[0])
     axes = _axes(c, t.rank)
