@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -73,15 +74,28 @@ def run_measured(cmd: list[str], timeout: float = 600) -> dict:
     import tempfile
     import threading
 
+    # Peak RSS comes from GNU time: a child's own ru_maxrss can include the (large) RSS of
+    # this process at fork time.
+    fd, rss_file = tempfile.mkstemp(suffix=".rss")
+    os.close(fd)
+    cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_file, *cmd]
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
-        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, cwd=ROOT)
-        timer = threading.Timer(timeout, proc.kill)
+        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, cwd=ROOT,
+                                start_new_session=True)
+
+        def kill_group() -> None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill_group)
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except KeyboardInterrupt:
-            proc.kill()
+            kill_group()
             raise
         finally:
             timer.cancel()
@@ -91,10 +105,16 @@ def run_measured(cmd: list[str], timeout: float = 600) -> dict:
         out = out_f.read().decode(errors="replace")
         err = err_f.read().decode(errors="replace")
     rc = os.waitstatus_to_exitcode(status)
+    try:
+        with open(rss_file) as f:
+            peak_kb = int(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        peak_kb = usage.ru_maxrss
+    os.unlink(rss_file)
     error = "" if rc == 0 else (err.strip().splitlines() or [f"exit status {rc}"])[-1][:200]
     if rc < 0 and seconds >= timeout:
         error = f"killed after {timeout:.0f}s"
-    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "rc": rc, "error": error,
+    return {"seconds": seconds, "peak_mb": peak_kb / 1024, "rc": rc, "error": error,
             "stdout": out[-300:]}
 
 
@@ -208,6 +228,7 @@ def main() -> None:
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-corpus", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--no-peers", action="store_true", help="skip caffe2onnx and caffe-onnx")
     ap.add_argument("--only", nargs="*", default=None, help="corpus nets (stems) to compare")
     ap.add_argument("--peer-timeout", type=float, default=300,
                     help="seconds each tool may take on one corpus net")
@@ -219,7 +240,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     peers_ok = Path(args.peer_python).exists()
     tools = ["floor", "importer only", "modelport", "modelport -O0"] + (
-        ["caffe2onnx", "caffe-onnx"] if peers_ok else [])
+        ["caffe2onnx", "caffe-onnx"] if peers_ok and not args.no_peers else [])
     results: dict = {"big": {}, "corpus": {}}
 
     if not args.skip_big:
