@@ -276,7 +276,7 @@ def _export_torchscript(source: TorchSource, options: LoadOptions) -> tuple[ir.M
             failures.append(f"{route}{' (dynamic)' if dynamic else ''}: {_short(exc)}")
             continue
         if dynamic:
-            cost = "keeps the dynamic dims (deprecated exporter)"
+            cost = "keeps the dynamic dims"
         else:
             cost = "fixed shapes " + _shape_text(source)
             _fix_shapes(source, options)
