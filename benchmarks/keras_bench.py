@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--json")
+    ap.add_argument("--tools", default="floor,modelport,tf2onnx")
     ap.add_argument("--mem-cap-gib", type=float, default=8.0,
                     help="kill a converter whose RSS passes this (protects a shared machine)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "modelport-bench"))
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 "modelport": [sys.executable, "-m", "modelport", "convert", str(h5), "-o",
                               f"{tmp}/mp.onnx", "--force", "--quiet"],
             }
-            if tf2onnx_ok:
+            if tf2onnx_ok and "tf2onnx" in args.tools:
                 runs["tf2onnx"] = [str(BENCH_PY), "-m", "tf2onnx.convert", "--keras", str(h5),
                                    "--output", f"{tmp}/tf2onnx.onnx", "--opset", "17"]
             cap = int(args.mem_cap_gib * 2**30)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(_line(row), flush=True)
     print()
-    print(table(rows, tf2onnx_ok))
+    print(table(rows, tf2onnx_ok and "tf2onnx" in args.tools))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

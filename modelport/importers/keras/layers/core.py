@@ -35,8 +35,7 @@ def dense(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     kin = int(layer.weights()[0].shape[0])
     out_shape = (*t.shape[:-1], units)
     if t.rank == 2 and t.fperm is not None:
-        order = np.argsort(t.fperm)
-        w = ctx.weight(layer, 0, "kernel", transform=lambda k: k[order], shape=(kin, units))
+        w = _permuted_rows(ctx, layer, t.fperm, kin, units)
         y = ctx.op("Gemm", t.value, w, ctx.weight(layer, 1, "bias") if use_bias else None)
         out = KT(y, out_shape, t.dtype)
     elif t.rank == 2:
@@ -59,6 +58,25 @@ def dense(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
             y = ctx.op("Add", y, ctx.weight(layer, 1, "bias"))
         out = KT(y, out_shape, t.dtype)
     return activate(ctx, c.get("activation"), out, keras2=layer.keras2)
+
+
+def _permuted_rows(ctx: Context, layer: Layer, fperm: np.ndarray, kin: int, units: int):
+    """Dense kernel with row j moved to fperm[j], read in blocks straight into place (a
+    VGG fc1 kernel is 400 MB: no second full copy)."""
+    from modelport.graph_ir.tensors import lazy_tensor
+
+    ds = layer.weights()[0]
+    dtype = np.dtype(ds.dtype if ds.dtype.kind == "f" else np.float32)
+
+    def read() -> np.ndarray:
+        out = np.empty((kin, units), dtype)
+        step = max(1, (16 << 20) // max(1, units * dtype.itemsize))
+        for r0 in range(0, kin, step):
+            r1 = min(kin, r0 + step)
+            out[fperm[r0:r1]] = ds[r0:r1]
+        return out
+
+    return ctx.b.initializer(f"{layer.name}/kernel", lazy_tensor(read, dtype, (kin, units)))
 
 
 @keras_layer("Embedding")
