@@ -74,8 +74,10 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
                 map(str, [0, *range(2, t.rank), 1]))
         else:
             out = b.output(ctx.logical(t), name)
-        out.shape = ir.Shape(onnx_dims(t.shape if out.metadata_props.get(SOURCE_PERM_KEY) is None
-                                       else [t.shape[p] for p in cf_perm(t.rank)]))
+        dims = onnx_dims(t.shape if out.metadata_props.get(SOURCE_PERM_KEY) is None
+                         else [t.shape[p] for p in cf_perm(t.rank)])
+        out.shape = ir.Shape([d if d is not None else ("N" if j == 0 else f"{name}_d{j}")
+                              for j, d in enumerate(dims)])
         out.type = ir.TensorType(ir.DataType.from_numpy(t.dtype))
     meta = {"modelport.keras_version": kf.keras_version}
     if ctx.layouts:

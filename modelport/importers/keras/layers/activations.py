@@ -108,6 +108,8 @@ def relu_general(ctx: Context, t: KT, slope: float, max_value: float | None,
     x, op = t.value, ctx.op
     if slope and max_value is None and threshold == 0:
         return t.like(op("LeakyRelu", x, alpha=float(slope)))
+    if not slope and threshold == 0 and max_value is not None and float(max_value) >= 0:
+        return t.like(op("Clip", x, _f(ctx, 0.0), _f(ctx, float(max_value))))
     if threshold != 0:
         mask = op("Cast", op("Greater", x, _f(ctx, threshold)), to=1)
         pos = op("Mul", x, mask)
