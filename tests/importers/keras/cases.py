@@ -299,6 +299,24 @@ def small_cnn(K):
     return K.Model(i, L.Dense(5, activation="softmax", name="probs")(h))
 
 
+def conv_bn_variants(K):
+    """Conv->BatchNorm pairs that fold (plain, depthwise, separable, no conv bias) and ones
+    that must not (activation in between, a second consumer, BatchNorm over another axis)."""
+    L = K.layers
+    i = K.Input((6, 7, 4), name="img")
+    a = L.BatchNormalization(name="bn_a")(L.Conv2D(5, 3, padding="same", name="conv_a")(i))
+    b = L.BatchNormalization(name="bn_b")(L.DepthwiseConv2D(3, name="dw_b")(i))
+    c = L.BatchNormalization(name="bn_c")(L.SeparableConv2D(3, 1, use_bias=False,
+                                                            name="sep_c")(i))
+    d = L.BatchNormalization(name="bn_d")(L.Conv2D(4, 1, activation="relu", name="conv_d")(i))
+    e_conv = L.Conv2D(4, 1, name="conv_e")(i)
+    e = L.Add(name="add_e")([L.BatchNormalization(name="bn_e")(e_conv), e_conv])
+    f = L.BatchNormalization(axis=1, name="bn_f")(L.Conv2D(4, 1, name="conv_f")(i))
+    s = K.Input((8, 3), name="seq")
+    g = L.BatchNormalization(name="bn_g")(L.Conv1D(2, 3, name="conv_g")(s))
+    return K.Model([i, s], [a, b, c, d, e, f, g])
+
+
 def operators(K):
     """Python operators on symbolic tensors: Keras 3 records ops, Keras 2 TFOpLambda layers."""
     L = K.layers
@@ -313,4 +331,4 @@ CASES = {f.__name__: f for f in [
     dense_mlp, sequential_mlp, conv2d, conv1d_3d, conv_transpose, depthwise_separable,
     normalizations, activations, activation_layers, pooling, reshaping, merges,
     pad_crop_upsample, embedding_rnn, wrappers, attention, preprocessing, functional_graph,
-    nested_sequential, channels_first, small_cnn, operators]}
+    nested_sequential, channels_first, small_cnn, operators, conv_bn_variants]}
