@@ -241,6 +241,7 @@ def preprocessing(K):
             L.Normalization(mean=[0.1, 0.2, 0.3], variance=[1.0, 2.0, 4.0], name="norm")(i),
             L.Resizing(5, 7, name="resize")(i),
             L.Resizing(12, 16, interpolation="nearest", name="resize_nn")(i),
+            L.Resizing(5, 6, interpolation="nearest", name="resize_nn_down")(i),
             L.CenterCrop(4, 6, name="crop")(i),
             L.Identity(name="ident")(i)]
     return K.Model(i, outs)

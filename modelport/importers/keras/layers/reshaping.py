@@ -89,9 +89,6 @@ def resize_to(ctx: Context, t: KT, axes: list[int], sizes: list[int], mode: str)
                      nearest_mode="floor")
     elif mode in ("bilinear", "linear"):
         attrs = dict(mode="linear", coordinate_transformation_mode="half_pixel")
-    elif mode == "bicubic":
-        attrs = dict(mode="cubic", coordinate_transformation_mode="half_pixel",
-                     cubic_coeff_a=-0.5, exclude_outside=1)
     else:
         raise ValueError(f"interpolation {mode!r} is not supported")
     y = ctx.op("Resize", x, None, None, full, **attrs)
