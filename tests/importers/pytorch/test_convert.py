@@ -328,3 +328,30 @@ def test_entry_point_and_weights_errors(folder):
     src, _, _ = write_source("pt2", "two_in_out", folder)
     with pytest.raises(InputSpecError, match="--weights applies to entry points"):
         modelport.load(src, weights=src)
+
+
+def test_without_torch_really_installed(folder):
+    """A child process where importing torch fails: formats and a .pt2 say which extra."""
+    src, _, _ = write_source("pt2", "two_in_out", folder)
+    blocker = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from modelport.cli import main\n"
+        "main(sys.argv[1:])\n")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    formats = subprocess.run([sys.executable, "-c", blocker, "formats"], cwd=ROOT, env=env,
+                             capture_output=True, text=True)
+    assert formats.returncode == 0, formats.stderr
+    line = [ln for ln in formats.stdout.splitlines() if "verify against PyTorch (torch.export" in ln]
+    assert line and "needs modelport[pytorch]" in line[0], formats.stdout
+    out = os.path.join(folder, "no_torch.onnx")
+    convert = subprocess.run([sys.executable, "-c", blocker, "convert", src, "-o", out], cwd=ROOT,
+                             env=env, capture_output=True, text=True)
+    assert convert.returncode == 2
+    err = convert.stderr.strip().splitlines()
+    assert len(err) == 1 and "pip install 'modelport[pytorch]'" in err[0], err
+    assert not os.path.exists(out)
