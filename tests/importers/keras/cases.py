@@ -230,7 +230,9 @@ def attention(K):
             L.MultiHeadAttention(num_heads=2, key_dim=4, value_dim=3, output_shape=5,
                                  name="mha_self")(q, q),
             L.Attention(name="att")([q, L.Dense(8, name="proj")(v)]),
-            L.Attention(use_scale=True, name="att_scaled")([q, q])]
+            L.Attention(use_scale=True, name="att_scaled")([q, q]),
+            L.Attention(score_mode="concat", name="att_concat")([q, q]),
+            L.Attention(score_mode="concat", use_scale=True, name="att_concat_scaled")([q, q])]
     return K.Model([q, v], outs)
 
 

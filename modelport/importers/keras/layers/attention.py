@@ -98,17 +98,12 @@ def attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     elif mode == "concat":
         qe = ctx.op("Unsqueeze", xq, ints(ctx, [2], "axes"))  # (N, T, 1, D)
         ke = ctx.op("Unsqueeze", xk, ints(ctx, [1], "axes"))  # (N, 1, S, D)
+        summed = ctx.op("Add", qe, ke)
         if c.get("use_scale"):
-            s = ctx.weight(layer, 0, "scale")
+            summed = ctx.op("Mul", summed, ctx.weight(layer, 0, "scale"))
             i = 1
-            tsum = ctx.op("Tanh", ctx.op("Add", qe, ke))
-            scores = ctx.op("Mul", ctx.weight(layer, i, "concat_score_weight"),
-                            ctx.op("ReduceSum", ctx.op("Mul", tsum, s), ints(ctx, [-1], "axes"),
-                                   keepdims=0))
-        else:
-            scores = ctx.op("Mul", ctx.weight(layer, 0, "concat_score_weight"), ctx.op(
-                "ReduceSum", ctx.op("Tanh", ctx.op("Add", qe, ke)), ints(ctx, [-1], "axes"),
-                keepdims=0))
+        total = ctx.op("ReduceSum", ctx.op("Tanh", summed), ints(ctx, [-1], "axes"), keepdims=0)
+        scores = ctx.op("Mul", ctx.weight(layer, i, "concat_score_weight"), total)
     else:
         raise ValueError(f"score_mode {mode!r} is not supported")
     if kw.get("use_causal_mask"):
