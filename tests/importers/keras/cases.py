@@ -229,6 +229,8 @@ def attention(K):
     outs = [L.MultiHeadAttention(num_heads=2, key_dim=3, name="mha")(q, v),
             L.MultiHeadAttention(num_heads=2, key_dim=4, value_dim=3, output_shape=5,
                                  name="mha_self")(q, q),
+            L.MultiHeadAttention(num_heads=3, key_dim=2, name="mha_causal")(
+                q, q, use_causal_mask=True),
             L.Attention(name="att")([q, L.Dense(8, name="proj")(v)]),
             L.Attention(use_scale=True, name="att_scaled")([q, q]),
             L.Attention(score_mode="concat", name="att_concat")([q, q]),
