@@ -71,8 +71,7 @@ def run_rnn(ctx: Context, layer: Layer, kind: str, cfg: dict, base: int, x: KT,
     keras2 = layer.keras2
     order = [cfg.get("activation", "tanh")]
     if kind in ("LSTM", "GRU"):
-        default_rec = "hard_sigmoid" if keras2 and kind == "GRU" and False else "sigmoid"
-        order = [cfg.get("recurrent_activation", default_rec), cfg.get("activation", "tanh")]
+        order = [cfg.get("recurrent_activation", "sigmoid"), cfg.get("activation", "tanh")]
         if kind == "LSTM":
             order.append(cfg.get("activation", "tanh"))
     for a in order:
