@@ -202,7 +202,8 @@ def embedding_rnn(K):
             L.LSTM(4, name="lstm")(e),
             L.LSTM(3, return_sequences=True, go_backwards=True, name="lstm_back")(e),
             L.GRU(4, name="gru")(e),
-            L.GRU(3, reset_after=False, return_sequences=True, name="gru_v1")(e)]
+            L.GRU(3, reset_after=False, return_sequences=True, name="gru_v1")(e),
+            L.LSTM(2, recurrent_activation="hard_sigmoid", name="lstm_hard_sigmoid")(e)]
     seq, h, c = L.LSTM(3, return_state=True, name="lstm_state")(e)
     g_seq, g_h = L.GRU(3, return_sequences=True, return_state=True, go_backwards=True,
                        name="gru_state")(e)
