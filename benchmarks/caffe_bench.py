@@ -277,6 +277,8 @@ def main() -> None:
         nets = []
         for proto_path in sorted(corpus.glob("*.prototxt")):
             stem = proto_path.stem
+            if args.only and stem not in args.only:
+                continue
             proto = batch1_prototxt(proto_path, work)
             try:
                 if stem.startswith("mtcnn"):
@@ -286,8 +288,6 @@ def main() -> None:
                 cv2.dnn.readNetFromCaffe(str(proto), str(weights))
             except Exception:
                 continue  # OpenCV cannot read it (or it has layers nobody translates)
-            if args.only and stem not in args.only:
-                continue
             nets.append((weights.stat().st_size, stem, proto, weights))
         deadline = time.time() + args.corpus_minutes * 60
         not_run = []
