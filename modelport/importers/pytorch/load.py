@@ -24,6 +24,7 @@ import ast
 import contextlib
 import io
 import logging
+import os
 import re
 import sys
 import warnings
@@ -64,6 +65,7 @@ def load(path: str, options: LoadOptions) -> ir.Model:
         route = "torch.export" if source.kind == "module" else "torch.export.load"
     _name_inputs_outputs(model, source)
     _drop_default_attributes(model)
+    _name_packed_weights(model)
     _set_sources(model)
     model.metadata_props[ROUTE_KEY] = route
     return model
@@ -325,7 +327,38 @@ def _legacy(source: TorchSource, dynamic: bool) -> ir.Model:
                           dynamic_axes=axes)
     import onnx
 
-    return ir.serde.deserialize_model(onnx.load_from_string(buffer.getvalue()))
+    model = ir.serde.deserialize_model(onnx.load_from_string(buffer.getvalue()))
+    _lift_parameter_constants(model, source.module)
+    return model
+
+
+def _lift_parameter_constants(model: ir.Model, script: Any) -> None:
+    """The legacy exporter embeds a scripted module's parameters as Constant nodes: make those
+    whose values equal a parameter initializers named after it."""
+    import numpy as np
+
+    by_shape: dict[tuple, list[tuple[str, np.ndarray]]] = {}
+    for name, tensor in list(script.named_parameters()) + list(script.named_buffers()):
+        array = tensor.detach().cpu().numpy()
+        by_shape.setdefault((array.shape, array.dtype.str), []).append((name, array))
+    graph = model.graph
+    for node in list(graph):
+        if node.op_type != "Constant" or "value" not in node.attributes:
+            continue
+        tensor = node.attributes["value"].as_tensor()
+        if not tensor.dtype.is_floating_point() or tensor.size < 2:
+            continue  # shape vectors and scalars would match by accident
+        array = tensor.numpy()
+        matches = [name for name, candidate in by_shape.get((array.shape, array.dtype.str), [])
+                   if np.array_equal(candidate, array)]
+        if not matches or matches[0] in graph.initializers:
+            continue
+        value = ir.Value(name=matches[0], type=ir.TensorType(tensor.dtype),
+                         shape=ir.Shape(array.shape), const_value=ir.Tensor(array,
+                                                                            name=matches[0]))
+        graph.register_initializer(value)
+        node.outputs[0].replace_all_uses_with(value)
+        graph.remove(node, safe=True)
 
 
 _SCRIPT_ROUTES = {"wrapper": _wrapper, "ts2ep": _ts2ep, "legacy": _legacy}
@@ -382,6 +415,71 @@ def _rename_lifted(model: ir.Model, program: torch.export.ExportedProgram, scrip
 def _tensor_key(tensor: torch.Tensor) -> tuple:
     return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
             tuple(tensor.stride()), tensor.dtype)
+
+
+def _name_packed_weights(model: ir.Model) -> None:
+    """Name values computed from parameters alone after those parameters.
+
+    The exporter re-packs some parameters with nodes that constant folding later turns into
+    new weights named after the computing value (``val_42``): an LSTM's gates reordered and
+    its two biases concatenated, a Linear weight transposed for MatMul. Naming the value
+    ``lstm.weight_ih_l0.Concat`` or ``out.weight.Transpose`` keeps the parameter path visible
+    in the converted file. Values that also depend on a graph input are left alone.
+    """
+    graph = model.graph
+    taken = {v.name for v in graph.inputs} | set(graph.initializers)
+    taken |= {v.name for n in graph.all_nodes() for v in n.outputs if v is not None}
+    outputs = set(map(id, graph.outputs))
+    params: dict[int, frozenset[str] | None] = {}  # value id -> parameters; None: not constant
+
+    def sources(value: ir.Value | None) -> frozenset[str] | None:
+        if value is None:
+            return frozenset()
+        if id(value) in params:
+            return params[id(value)]
+        if value.name in graph.initializers:
+            tensor = value.const_value
+            floating = tensor is not None and tensor.dtype.is_floating_point()
+            return frozenset([value.name]) if floating else frozenset()
+        return None  # a graph input, or a value from a subgraph's scope
+
+    for node in graph:
+        found: set[str] = set()
+        constant = True
+        if node.op_type in ("Shape", "Size"):  # sizes, not data: count as constants here
+            for value in node.outputs:
+                params[id(value)] = frozenset()
+            continue
+        for value in node.inputs:
+            got = sources(value)
+            if got is None:
+                constant = False
+                break
+            found |= got
+        for value in node.outputs:
+            if value is not None:
+                params[id(value)] = frozenset(found) if constant else None
+        if not constant or not found or node.op_type == "Constant":
+            continue
+        base = f"{_joined(sorted(found))}.{node.op_type}"
+        for i, value in enumerate(node.outputs):
+            if value is None or id(value) in outputs:
+                continue
+            name = base if i == 0 else f"{base}:{i}"
+            if name in taken:
+                continue
+            taken.discard(value.name)
+            value.name = name
+            taken.add(name)
+
+
+def _joined(names: list[str]) -> str:
+    """``gru.bias_ih_l0`` and ``gru.bias_hh_l0`` -> ``gru.bias_hh_l0+bias_ih_l0``."""
+    if len(names) == 1:
+        return names[0]
+    prefix = os.path.commonprefix(names)
+    prefix = prefix[:prefix.rfind(".") + 1]
+    return prefix + "+".join(n[len(prefix):] for n in names)
 
 
 def _drop_default_attributes(model: ir.Model) -> None:

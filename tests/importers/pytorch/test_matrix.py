@@ -8,6 +8,7 @@ where that exporter fails and the wrapper route converts them at a fixed batch.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
@@ -41,6 +42,13 @@ def test_model_from_source_kind(tmp_path, name, kind):
     else:
         assert all(d.dim_value == 1 for d in dims), dims
         compare_with_eager(out, module, name, batches=(1,))
+    # weights carry the parameter paths they are computed from (folded ones too)
+    params = [n for n, _ in module.named_parameters()] + [n for n, _ in module.named_buffers()]
+    resize_args = {i for n in proto.graph.node if n.op_type == "Resize" for i in n.input[1:]}
+    for tensor in proto.graph.initializer:
+        if (tensor.data_type == onnx.TensorProto.FLOAT and int(np.prod(tensor.dims)) > 1
+                and tensor.name not in resize_args):
+            assert any(tensor.name.startswith(p) for p in params), tensor.name
     if per_layer:
         assert result.report.layers, "no layer was compared"
         assert result.report.first_diverging_layer is None, result.report.table()
