@@ -10,9 +10,11 @@ GraphProto.initializer field 5, TensorProto.raw_data field 9 (onnx.proto).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import BinaryIO
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -51,15 +53,31 @@ def _streamable(tensor: ir.TensorProtocol) -> bool:
     return True
 
 
+def _raw_view(tensor: ir.TensorProtocol) -> memoryview | bytes:
+    """The tensor's little-endian bytes, without the copy ``tobytes()`` makes where possible."""
+    if sys.byteorder == "little" and tensor.dtype.bitwidth >= 8:
+        try:
+            array = tensor.numpy()
+        except Exception:
+            array = None
+        if isinstance(array, np.ndarray) and array.dtype.itemsize * 8 == tensor.dtype.bitwidth:
+            array = np.ascontiguousarray(array)
+            if array.dtype.byteorder not in (">",):
+                return memoryview(array.reshape(-1).view(np.uint8))
+    return tensor.tobytes()
+
+
 def write_model(
     model: ir.Model,
     f: BinaryIO,
     on_tensor: Callable[[str, int], None] | None = None,
-) -> int:
-    """Serialize ``model`` into ``f``; returns the number of bytes written.
+) -> onnx.ModelProto:
+    """Serialize ``model`` into ``f``.
 
     Deterministic: the same model always gives the same bytes. ``on_tensor(name, nbytes)`` is
-    called after each initializer is written (progress reporting).
+    called after each initializer is written (progress reporting). Returns the ModelProto
+    without initializers (their values are in the file only) and the initializers' headers,
+    for checks that must not hold the weights in memory.
     """
     graph = model.graph
     initializers = list(graph.initializers.values())
@@ -102,12 +120,8 @@ def write_model(
         parts.append((tensor, header_bytes, nbytes))
         graph_len += len(tag(GRAPH_INITIALIZER)) + len(varint(msg_len)) + msg_len
 
-    written = 0
-
     def put(data: bytes | memoryview) -> None:
-        nonlocal written
         f.write(data)
-        written += len(data)
 
     put(head)
     put(tag(MODEL_GRAPH) + varint(graph_len))
@@ -119,7 +133,7 @@ def write_model(
         msg_len = len(header_bytes) + len(tag(TENSOR_RAW_DATA)) + len(varint(nbytes)) + nbytes
         put(tag(GRAPH_INITIALIZER) + varint(msg_len) + header_bytes)
         put(tag(TENSOR_RAW_DATA) + varint(nbytes))
-        data = tensor.tobytes()
+        data = _raw_view(tensor)
         if len(data) != nbytes:
             raise ValueError(
                 f"tensor {tensor.name!r} produced {len(data)} bytes, expected {nbytes}"
@@ -128,4 +142,8 @@ def write_model(
         del data
         if on_tensor:
             on_tensor(tensor.name or "", nbytes)
-    return written
+    proto.graph.CopyFrom(graph_proto)
+    for value in initializers:
+        if value.const_value is not None:
+            proto.graph.input.append(ir.serde.serialize_value(value))
+    return proto

@@ -24,6 +24,11 @@ EXTERNAL_DATA_THRESHOLD = 2_000_000_000  # protobuf cannot serialize messages ov
 # In-memory flag (model.meta) set by the ONNX importer when the *source* already fails the
 # full check (onnx's strict shape inference); the export is then checked the basic way.
 FULL_CHECK_KEY = "modelport.source_passes_full_check"
+# Up to this many bytes of weights the checker reads the written file back. Above it, the file
+# is checked without its weight bytes (initializers declared as typed inputs): onnx.checker
+# would otherwise hold a full copy of the model in memory. Tensor sizes are verified as they
+# are written.
+CHECK_FILE_LIMIT = 256 * 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -133,14 +138,19 @@ def export(
                 ir.save(model, tmp_model, external_data=data_name, size_threshold_bytes=1024,
                         callback=(lambda t, info: on_tensor(t.name or "", t.nbytes))
                         if on_tensor else None)
+                skeleton = None
             else:
                 with open(tmp_model, "wb") as f:
-                    write_model(model, f, on_tensor=on_tensor)
+                    skeleton = write_model(model, f, on_tensor=on_tensor)
         except OSError as exc:
             raise ExportError(f"cannot write: {exc.strerror or exc}", path=path) from exc
         full_check = model.meta.get(FULL_CHECK_KEY, True)
+        big = weight_bytes(model) > CHECK_FILE_LIMIT
         try:
-            onnx.checker.check_model(tmp_model, full_check=full_check)
+            if skeleton is not None and big:
+                onnx.checker.check_model(skeleton, full_check=full_check)
+            else:
+                onnx.checker.check_model(tmp_model, full_check=full_check)
         except Exception as exc:  # onnx raises several exception types here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"the converted graph fails the ONNX checker: {first}", path=path) from exc

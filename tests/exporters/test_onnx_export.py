@@ -172,3 +172,48 @@ def test_onnx_source_with_external_data_converts_to_a_self_contained_file(tmp_pa
     (src_dir / "m.onnx.data").unlink()  # the converted file must not need it
     x = np.ones((1, 64), np.float32)
     assert_close(run_onnx(out, {"x": x})["y"], x @ weight, rtol=1e-5, atol=1e-5)
+
+
+def test_large_models_are_checked_without_holding_their_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_exporter, "CHECK_FILE_LIMIT", 0)
+    checked = []
+    real = onnx.checker.check_model
+
+    def spy(model, *args, **kwargs):
+        checked.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.checker, "check_model", spy)
+    model, weight = _dense_model(64, 64)
+    out = tmp_path / "m.onnx"
+    onnx_exporter.export(model, out)
+    assert len(checked) == 1 and isinstance(checked[0], onnx.ModelProto)
+    assert not checked[0].graph.initializer  # the check saw no weight bytes
+    x = np.ones((1, 64), np.float32)
+    assert_close(run_onnx(out, {"x": x})["y"], x @ weight, rtol=1e-5, atol=1e-5)
+
+    b = GraphBuilder("bad")
+    x_in = b.input("x", np.float32, [1, 4])
+    w = b.initializer("w", np.ones((4, 4), np.float32))
+    b.output(b.op("MatMul", x_in, w, transA=1), "y")  # MatMul has no attribute transA
+    with pytest.raises(ExportError, match="checker"):
+        onnx_exporter.export(b.build(), tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int8, np.uint16, np.int64, np.bool_,
+                                   "bfloat16"])
+def test_every_element_type_is_written_exactly(tmp_path, dtype):
+    import ml_dtypes
+
+    np_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    values = (np.random.default_rng(2).standard_normal((3, 5)) * 50).astype(np_dtype)
+    b = GraphBuilder("types")
+    x = b.input("x", np.float32, [1])
+    w = b.initializer("w", ir.Tensor(values))
+    b.output(b.op("Identity", w), "y")
+    b.output(b.op("Identity", x), "x_out")
+    onnx_exporter.export(b.build(), tmp_path / "t.onnx")
+    saved = onnx.numpy_helper.to_array(onnx.load(tmp_path / "t.onnx").graph.initializer[0])
+    assert saved.dtype == values.dtype
+    np.testing.assert_array_equal(saved, values)
