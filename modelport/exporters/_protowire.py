@@ -19,6 +19,7 @@ import onnx
 import onnx_ir as ir
 
 _LEN = 2
+SKELETON_TENSOR_BYTES = 4096
 MODEL_GRAPH = 7
 GRAPH_INITIALIZER = 5
 TENSOR_RAW_DATA = 9
@@ -75,9 +76,9 @@ def write_model(
     """Serialize ``model`` into ``f``.
 
     Deterministic: the same model always gives the same bytes. ``on_tensor(name, nbytes)`` is
-    called after each initializer is written (progress reporting). Returns the ModelProto
-    without initializers (their values are in the file only) and the initializers' headers,
-    for checks that must not hold the weights in memory.
+    called after each initializer is written (progress reporting). Returns a skeleton of the
+    model for checking it without holding the weights in memory: the ModelProto with small
+    initializers in full and large ones declared as typed graph inputs.
     """
     graph = model.graph
     initializers = list(graph.initializers.values())
@@ -142,8 +143,15 @@ def write_model(
         del data
         if on_tensor:
             on_tensor(tensor.name or "", nbytes)
+    # The skeleton for checking: small initializers (shape vectors, scalars: what shape
+    # inference propagates) in full, large ones declared as typed graph inputs.
     proto.graph.CopyFrom(graph_proto)
     for value in initializers:
-        if value.const_value is not None:
+        tensor = value.const_value
+        if tensor is None:
+            continue
+        if tensor.nbytes <= SKELETON_TENSOR_BYTES:
+            proto.graph.initializer.append(ir.serde.serialize_tensor(tensor))
+        else:
             proto.graph.input.append(ir.serde.serialize_value(value))
     return proto
