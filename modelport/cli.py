@@ -20,27 +20,43 @@ EXIT_MISMATCH = 1
 EXIT_INTERNAL = 3
 
 
-def _parse_inputs(specs: tuple[str, ...]) -> dict[str, list[int | str]]:
+_DTYPES = ("float32", "float16", "float64", "bfloat16", "int64", "int32", "int16", "int8",
+           "uint8", "uint16", "uint32", "uint64", "bool")
+
+
+def _parse_inputs(specs: tuple[str, ...]) -> tuple[dict[str, list[int | str]], dict[str, str]]:
+    """``NAME:DIMS[:DTYPE]`` → shapes and dtypes. Names may contain ':' (e.g. TF's ``x:0``)."""
     from modelport.graph_ir.io import parse_shape
 
     shapes: dict[str, list[int | str]] = {}
+    dtypes: dict[str, str] = {}
     for spec in specs:
-        name, sep, dims = spec.rpartition(":")
+        rest, dtype = spec, None
+        head, sep, last = spec.rpartition(":")
+        if sep and last in _DTYPES:
+            rest, dtype = head, last
+        name, sep, dims = rest.rpartition(":")
         if not sep or not name:
-            raise InputSpecError(f"--input {spec!r}: expected NAME:DIMS, e.g. input:1,3,224,224")
+            raise InputSpecError(
+                f"--input {spec!r}: expected NAME:DIMS[:DTYPE], e.g. input:1,3,224,224 or "
+                "ids:1,128:int64"
+            )
         try:
             shapes[name] = parse_shape(dims)
         except ValueError:
             raise InputSpecError(f"--input {spec!r}: dims must be integers or names") from None
-    return shapes
+        if dtype:
+            dtypes[name] = dtype
+    return shapes, dtypes
 
 
 def _load_options(weights, inputs, outputs=(), trust_code=False, random_weights=False,
                   nchw_inputs=False, dynamic=()):
     from modelport.importers.registry import LoadOptions
 
+    shapes, dtypes = _parse_inputs(inputs)
     return LoadOptions(
-        input_shapes=_parse_inputs(inputs), outputs=list(outputs) or None, weights=weights,
+        input_shapes=shapes, input_dtypes=dtypes, outputs=list(outputs) or None, weights=weights,
         trust_code=trust_code, random_weights=random_weights, nchw_inputs=nchw_inputs,
         dynamic=list(dynamic),
     )
@@ -58,8 +74,9 @@ def source_options(fn):
                       help="Source format (default: detected from the content).")(fn)
     fn = click.option("--weights", default=None, type=click.Path(),
                       help="Companion weights file (.caffemodel, .params, state_dict).")(fn)
-    fn = click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS",
-                      help="Fix or override an input shape, e.g. data:1,3,224,224.")(fn)
+    fn = click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]",
+                      help="Fix or override an input shape (and dtype, for sources that take "
+                           "one), e.g. data:1,3,224,224 or ids:1,128:int64.")(fn)
     fn = click.option("--trust-code", is_flag=True,
                       help="Allow executing code stored in the model (pickles, Lambda layers).")(fn)
     fn = click.option("--random-weights", is_flag=True,

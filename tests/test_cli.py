@@ -199,3 +199,14 @@ def test_corrupted_models_never_crash(sample_onnx, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code in (0, 2), err
         assert "internal error" not in err and "Traceback" not in err
+
+
+def test_input_option_parsing():
+    from modelport.cli import _parse_inputs
+    from modelport.errors import InputSpecError
+
+    assert _parse_inputs(("x:1,3,224,224",)) == ({"x": [1, 3, 224, 224]}, {})
+    assert _parse_inputs(("ids:batch,128:int64",)) == ({"ids": ["batch", 128]}, {"ids": "int64"})
+    assert _parse_inputs(("in:0:1x4",)) == ({"in:0": [1, 4]}, {})
+    with pytest.raises(InputSpecError):
+        _parse_inputs(("1,3,224",))
