@@ -355,3 +355,20 @@ def test_without_torch_really_installed(folder):
     err = convert.stderr.strip().splitlines()
     assert len(err) == 1 and "pip install 'modelport[pytorch]'" in err[0], err
     assert not os.path.exists(out)
+
+
+def test_cli_input_dtype_for_integer_inputs(folder):
+    import subprocess
+    import sys
+
+    out = os.path.join(folder, "tagger_cli.onnx")
+    r = subprocess.run([sys.executable, "-m", "modelport", "convert",
+                        ENTRY.format("tagger"), "--input", "ids:1,5:int64", "-o", out,
+                        "--verify", "--json"], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                           os.path.dirname(os.path.abspath(__file__))))))
+    assert r.returncode == 0, r.stderr
+    import json
+
+    report = json.loads(r.stdout)
+    assert report["passed"] and report["report"]["inputs"] == {"ids": [1, 5]}
