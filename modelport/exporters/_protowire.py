@@ -18,27 +18,16 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-_LEN = 2
+from modelport.protowire import encode_key, encode_varint
+
 SKELETON_TENSOR_BYTES = 4096
 MODEL_GRAPH = 7
 GRAPH_INITIALIZER = 5
 TENSOR_RAW_DATA = 9
 
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def tag(field: int, wire_type: int = _LEN) -> bytes:
-    return varint((field << 3) | wire_type)
+varint = encode_varint
+tag = encode_key
 
 
 def _streamable(tensor: ir.TensorProtocol) -> bool:

@@ -5,24 +5,11 @@ from __future__ import annotations
 import re
 
 from modelport.importers.registry import FormatSpec
+from modelport.protowire import decode_varint
 
 _TEXT_MARKERS = re.compile(
     rb"^\s*(layers?\s*\{|input\s*:|input_dim\s*:|input_shape\s*\{|name\s*:\s*\")", re.M
 )
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while pos < len(data):
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            break
-    raise ValueError("bad varint")
 
 
 def looks_like_caffemodel(head: bytes) -> bool:
@@ -35,23 +22,23 @@ def looks_like_caffemodel(head: bytes) -> bool:
     pos = 0
     try:
         while pos < len(head):
-            key, pos = _varint(head, pos)
+            key, pos = decode_varint(head, pos)
             field, wire = key >> 3, key & 7
             if field in (1, 3) and wire == 2:
-                length, pos = _varint(head, pos)
+                length, pos = decode_varint(head, pos)
                 pos += length
             elif field == 4 and wire == 0:
-                _, pos = _varint(head, pos)
+                _, pos = decode_varint(head, pos)
             elif field in (4, 8, 6) and wire == 2:
-                length, pos = _varint(head, pos)
+                length, pos = decode_varint(head, pos)
                 pos += length
             elif field in (5, 7) and wire == 0:
-                _, pos = _varint(head, pos)
+                _, pos = decode_varint(head, pos)
             elif field in (2, 100) and wire == 2:
-                _, start = _varint(head, pos)
+                _, start = decode_varint(head, pos)
                 if start >= len(head):
                     return True
-                inner_key, _ = _varint(head, start)
+                inner_key, _ = decode_varint(head, start)
                 inner_field, inner_wire = inner_key >> 3, inner_key & 7
                 # current layers start with name (1) / type (2) / bottom (3) / top (4);
                 # V1 layers with bottom (2) / top (3) / name (4) / V0 layer (1).

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from modelport.errors import InvalidModelError
+from modelport.protowire import decode_varint
 
 # NetParameter: 2 = layers (V1), 100 = layer. LayerParameter: 1 name, 2 type, 7 blobs.
 # V1LayerParameter: 4 name, 5 type (enum), 6 blobs, 1 = V0 layer (1 name, 2 type, 50 blobs).
@@ -163,7 +164,7 @@ class WeightsFile:
                     if f2 == 1 and w2 == 2:  # packed int64 dims
                         pos = s2
                         while pos < e2:
-                            v, pos = _varint(buf, pos)
+                            v, pos = decode_varint(buf, pos)
                             shape.append(v)
                     elif f2 == 1 and w2 == 0:
                         shape.append(s2)
@@ -187,19 +188,6 @@ class WeightsFile:
         return ref
 
 
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 70:
-            raise ValueError("bad varint")
-
-
 def _fields(buf, start: int, stop: int):
     """Yield (field, wire type, start, end) for each field in buf[start:stop].
 
@@ -208,15 +196,15 @@ def _fields(buf, start: int, stop: int):
     """
     pos = start
     while pos < stop:
-        key, pos = _varint(buf, pos)
+        key, pos = decode_varint(buf, pos)
         field, wire = key >> 3, key & 7
         if field == 0:
             raise ValueError("field number 0")
         if wire == 0:
-            value, pos = _varint(buf, pos)
+            value, pos = decode_varint(buf, pos)
             yield field, wire, value, pos
         elif wire == 2:
-            length, pos = _varint(buf, pos)
+            length, pos = decode_varint(buf, pos)
             if pos + length > stop:
                 raise ValueError("a field runs past the end of its message")
             yield field, wire, pos, pos + length

@@ -11,32 +11,17 @@ import numpy as np
 from modelport.importers.caffe.load import build
 from modelport.importers.caffe.proto import read_net
 from modelport.importers.registry import LoadOptions
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _key(field: int, wire: int) -> bytes:
-    return _varint((field << 3) | wire)
+from modelport.protowire import encode_key, encode_varint
 
 
 def _len_field(field: int, payload: bytes) -> bytes:
-    return _key(field, 2) + _varint(len(payload)) + payload
+    return encode_key(field, 2) + encode_varint(len(payload)) + payload
 
 
 def _blob_header(shape: tuple[int, ...], nbytes: int) -> bytes:
-    dims = b"".join(_varint(int(d)) for d in shape)
+    dims = b"".join(encode_varint(int(d)) for d in shape)
     shape_msg = _len_field(1, dims) if dims else b""
-    return _len_field(7, shape_msg) + _key(5, 2) + _varint(nbytes)
+    return _len_field(7, shape_msg) + encode_key(5, 2) + encode_varint(nbytes)
 
 
 def write_caffemodel(
@@ -57,10 +42,10 @@ def write_caffemodel(
             for a in arrays:
                 bh = _blob_header(a.shape, a.nbytes)
                 blob_len = len(bh) + a.nbytes
-                outer = _key(7, 2) + _varint(blob_len)
+                outer = encode_key(7, 2) + encode_varint(blob_len)
                 blob_parts.append((outer + bh, a))
                 size += len(outer) + blob_len
-            total += f.write(_key(100, 2) + _varint(size) + head)
+            total += f.write(encode_key(100, 2) + encode_varint(size) + head)
             for header, a in blob_parts:
                 total += f.write(header)
                 total += f.write(memoryview(a).cast("B"))

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from modelport.importers.registry import FormatSpec
+from modelport.protowire import decode_varint
 
 # ModelProto field numbers (onnx.proto): 1 ir_version (varint), 2 producer_name, 3
 # producer_version, 4 domain, 5 model_version (varint), 6 doc_string, 7 graph, 8 opset_import,
 # 14 metadata_props, 20 training_info, 25 functions, 26 configuration.
 _VARINT_FIELDS = {1, 5}
 _LEN_FIELDS = {2, 3, 4, 6, 7, 8, 14, 20, 25, 26}
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while pos < len(data):
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            break
-    raise ValueError("bad varint")
 
 
 def looks_like_model_proto(head: bytes) -> bool:
@@ -33,16 +20,16 @@ def looks_like_model_proto(head: bytes) -> bool:
     fields = 0
     try:
         while pos < len(head) and fields < 6:
-            key, pos = _read_varint(head, pos)
+            key, pos = decode_varint(head, pos)
             field, wire = key >> 3, key & 7
             if fields == 0 and field != 1:
                 return False
             if wire == 0 and field in _VARINT_FIELDS:
-                value, pos = _read_varint(head, pos)
+                value, pos = decode_varint(head, pos)
                 if field == 1 and not 1 <= value <= 20:
                     return False
             elif wire == 2 and field in _LEN_FIELDS:
-                length, pos = _read_varint(head, pos)
+                length, pos = decode_varint(head, pos)
                 if field == 7:
                     return True
                 pos += length

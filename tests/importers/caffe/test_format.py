@@ -265,11 +265,12 @@ def test_unpacked_blob_data(tmp_path):
     # Repeated floats written one field per value (not packed) must read the same.
     import struct
 
-    from modelport.importers.caffe.write import _key, _len_field, _varint
+    from modelport.importers.caffe.write import _len_field
+    from modelport.protowire import FIXED32, encode_key, encode_varint
 
     def blob(array):
-        dims = b"".join(_varint(d) for d in array.shape)
-        data = b"".join(_key(5, 5) + struct.pack("<f", v) for v in array.reshape(-1))
+        dims = b"".join(encode_varint(d) for d in array.shape)
+        data = b"".join(encode_key(5, FIXED32) + struct.pack("<f", v) for v in array.reshape(-1))
         return _len_field(7, _len_field(7, _len_field(1, dims)) + data)
 
     rng = np.random.default_rng(11)
