@@ -134,13 +134,15 @@ def write_model(
             on_tensor(tensor.name or "", nbytes)
     # The skeleton for checking: small initializers (shape vectors, scalars: what shape
     # inference propagates) in full, large ones declared as typed graph inputs.
+    # Initializers that are also graph inputs (IR < 4 models) are declared already.
     proto.graph.CopyFrom(graph_proto)
+    declared = {i.name for i in graph_proto.input}
     for value in initializers:
         tensor = value.const_value
         if tensor is None:
             continue
         if tensor.nbytes <= SKELETON_TENSOR_BYTES:
             proto.graph.initializer.append(ir.serde.serialize_tensor(tensor))
-        else:
+        elif value.name not in declared:
             proto.graph.input.append(ir.serde.serialize_value(value))
     return proto

@@ -92,3 +92,15 @@ def test_old_opset_models_keep_their_operator_forms():
     proto = make_model(nodes, [f32("x", [2, 3])], [f32("y", [2, 3])], opset=11)
     model = optimized(proto, 1)
     onnx.checker.check_model(ir.serde.serialize_model(model), full_check=True)
+
+
+def test_rules_naming_absent_operators_are_not_tried():
+    from onnxscript import rewriter
+
+    from modelport.graph_ir.passes.fusions import _may_match
+
+    by_name = {r.name: r for r in rewriter._DEFAULT_REWRITE_RULES if r.name}
+    present = {("", "Conv"), ("", "BatchNormalization"), ("", "Relu")}
+    assert _may_match(by_name["FuseBatchNormIntoConv"], present)
+    assert not _may_match(by_name["FuseConvPad"], present)  # no Pad in the graph
+    assert not _may_match(by_name["TransposeTranspose"], present)
