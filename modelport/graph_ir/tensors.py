@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
+SMALL_TENSOR_ELEMENTS = 1024
+
 
 def lazy_tensor(
     read: Callable[[], np.ndarray],
@@ -36,7 +38,11 @@ def lazy_tensor(
             array = array.reshape(shape)
         return ir.Tensor(np.ascontiguousarray(array), name=name)
 
-    return ir.LazyTensor(materialize, dtype=ir_dtype, shape=ir.Shape(shape), name=name)
+    # Small tensors (biases, scales, shape vectors) are looked at by folding and
+    # de-duplication as well as the exporter: keep them once read. Large ones never stay.
+    small = int(np.prod(shape, dtype=np.int64)) <= SMALL_TENSOR_ELEMENTS
+    return ir.LazyTensor(materialize, dtype=ir_dtype, shape=ir.Shape(shape), name=name,
+                         cache=small)
 
 
 def tensor(array: np.ndarray, name: str | None = None) -> ir.Tensor:
