@@ -12,13 +12,13 @@ from typing import Any
 import onnx_ir as ir
 
 from modelport.convert.progress import NULL, Progress
+from modelport.convert.verify import LAYER_MAP_KEY
 from modelport.errors import InvalidModelError, MissingDependencyError, ModelportError
 from modelport.graph_ir import layer_outputs, validate
 from modelport.graph_ir.io import select_outputs, set_input_shapes
 from modelport.importers.registry import FormatSpec, LoadOptions, detect_format, get_format
 
 FORMAT_KEY = "modelport.source_format"
-LAYER_MAP_KEY = "modelport.layer_outputs"
 
 
 def resolve_format(source: str, format: str | None) -> FormatSpec:
