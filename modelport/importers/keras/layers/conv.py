@@ -95,6 +95,13 @@ def _out_shape(t: KT, channels_first: bool, sizes, channels) -> tuple:
     return (t.shape[0], *sizes, channels)
 
 
+def _geometry(c: dict, t: KT) -> tuple[int, bool, tuple, tuple, tuple]:
+    """Spatial rank, channels_first, kernel size, strides and dilations of a conv layer."""
+    n = t.rank - 2
+    return (n, c.get("data_format") == "channels_first", as_tuple(c["kernel_size"], n),
+            as_tuple(c.get("strides", 1), n), as_tuple(c.get("dilation_rate", 1), n))
+
+
 def _kernel_perm(rank: int) -> list[int]:
     return [rank - 1, rank - 2, *range(rank - 2)]
 
@@ -103,11 +110,7 @@ def _kernel_perm(rank: int) -> list[int]:
 def conv(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     c = layer.config
     t = inputs[0]
-    n = t.rank - 2
-    cfirst = c.get("data_format") == "channels_first"
-    ks = as_tuple(c["kernel_size"], n)
-    ss = as_tuple(c.get("strides", 1), n)
-    ds = as_tuple(c.get("dilation_rate", 1), n)
+    n, cfirst, ks, ss, ds = _geometry(c, t)
     groups = int(c.get("groups", 1) or 1)
     kshape = tuple(layer.weights()[0].shape)
     filters = kshape[-1]
@@ -146,11 +149,7 @@ def _depthwise_weight(ctx: Context, layer: Layer, index: int, name: str,
 
 def _depthwise(ctx: Context, layer: Layer, t: KT, index: int, bias_index: int | None):
     c = layer.config
-    n = t.rank - 2
-    cfirst = c.get("data_format") == "channels_first"
-    ks = as_tuple(c["kernel_size"], n)
-    ss = as_tuple(c.get("strides", 1), n)
-    ds = as_tuple(c.get("dilation_rate", 1), n)
+    n, cfirst, ks, ss, ds = _geometry(c, t)
     x, perm = _layout(ctx, t, cfirst)
     sizes, _ = spatial(t, cfirst)
     attrs, outs = padding_attrs(c.get("padding", "valid"), sizes, ks, ss, ds)
@@ -206,11 +205,7 @@ def deconv_length(size, k, padding, output_padding, s, d):
 def conv_transpose(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     c = layer.config
     t = inputs[0]
-    n = t.rank - 2
-    cfirst = c.get("data_format") == "channels_first"
-    ks = as_tuple(c["kernel_size"], n)
-    ss = as_tuple(c.get("strides", 1), n)
-    ds = as_tuple(c.get("dilation_rate", 1), n)
+    n, cfirst, ks, ss, ds = _geometry(c, t)
     ops = c.get("output_padding")
     ops = as_tuple(ops, n) if ops is not None else (None,) * n
     padding = c.get("padding", "valid")
