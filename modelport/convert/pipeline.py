@@ -163,10 +163,7 @@ def verify_model(
         module, extra = missing[0] if missing else (spec.reference_name or "a reference", spec.name)
         raise MissingDependencyError(module, extra, f"verifying a {spec.description}", path=source)
     progress.stage(f"verifying against {spec.reference_name or spec.name}")
-    try:
-        reference = factory(source, options, device=device)
-    except TypeError:
-        reference = factory(source, options)
+    reference = factory(source, options, device=device)
     shapes = {k: [int(d) for d in v if isinstance(d, int)] for k, v in options.input_shapes.items()
               if all(isinstance(d, int) for d in v)}
     report = verify_files(reference, converted, source_label=source, input_shapes=shapes,

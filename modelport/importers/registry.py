@@ -46,7 +46,7 @@ class FormatSpec:
     detection: str  # one line: how the content is recognised
     detect: Callable[[str, bytes], int]  # (path, first bytes) -> score, 0 = not this format
     load: str  # "module:function" taking (path, LoadOptions) -> ir.Model
-    reference: str | None = None  # "module:function" (path, LoadOptions) -> reference runner
+    reference: str | None = None  # "module:function" (path, LoadOptions, device=) -> runner
     reference_name: str = ""  # what verification compares against
     reference_modules: tuple[tuple[str, str], ...] = ()  # (python module, pip extra) it needs
     load_modules: tuple[tuple[str, str], ...] = ()  # modules conversion itself needs
