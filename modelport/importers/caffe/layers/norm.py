@@ -54,6 +54,16 @@ def _param_shape(ctx, shape, ax: int, num_axes: int):
     return list(shape[ax: ax + num_axes])
 
 
+def _second_bottom(ctx, value, rank: int, ax: int):
+    """A Scale/Bias second bottom reshaped to broadcast from axis ``ax``: (value, its shape,
+    the broadcast shape)."""
+    own = list(ctx.shape(value))
+    target = broadcast_shape(own, rank, ax)
+    if target != own:
+        value = ctx.op("Reshape", value, ctx.ints(target), shape=target)
+    return value, own, target
+
+
 @caffe_layer("Scale")
 def scale(ctx, layer, inputs):
     p = layer.scale_param
@@ -61,11 +71,7 @@ def scale(ctx, layer, inputs):
     shape = ctx.shape(x)
     ax = norm_axis(p.axis, len(shape))
     if len(inputs) == 2:
-        gamma = inputs[1]
-        gshape = list(ctx.shape(gamma))
-        target = broadcast_shape(gshape, len(shape), ax)
-        if target != gshape:
-            gamma = ctx.op("Reshape", gamma, ctx.ints(target), shape=target)
+        gamma, gshape, target = _second_bottom(ctx, inputs[1], len(shape), ax)
         bias_index = 0
     else:
         gshape = _param_shape(ctx, shape, ax, p.num_axes)
@@ -99,11 +105,7 @@ def bias(ctx, layer, inputs):
     shape = ctx.shape(x)
     ax = norm_axis(p.axis, len(shape))
     if len(inputs) == 2:
-        beta = inputs[1]
-        bshape = list(ctx.shape(beta))
-        target = broadcast_shape(bshape, len(shape), ax)
-        if target != bshape:
-            beta = ctx.op("Reshape", beta, ctx.ints(target), shape=target)
+        beta, bshape, target = _second_bottom(ctx, inputs[1], len(shape), ax)
     else:
         bshape = _param_shape(ctx, shape, ax, p.num_axes)
         target = broadcast_shape(bshape, len(shape), ax)
