@@ -11,6 +11,10 @@ Public API::
 
 __version__ = "0.1.0"
 
+from modelport._deferred import defer_rarely_used  # noqa: E402
+
+defer_rarely_used()
+
 from modelport.convert.api import convert, load, save, verify  # noqa: E402
 
 __all__ = ["__version__", "convert", "load", "save", "verify"]

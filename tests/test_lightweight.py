@@ -32,3 +32,54 @@ def test_formats_says_which_extra_verification_needs(monkeypatch):
     rows = {r["name"]: r for r in json.loads(result.output)}
     assert rows["onnx"]["verify"] == "needs onnxruntime"
     assert rows["onnx"]["convert"] == "ready"
+
+
+def test_converting_leaves_sympy_and_the_reference_evaluator_unimported(sample_onnx, tmp_path):
+    # onnx_ir imports SymPy eagerly and onnxscript's folder imports onnx.reference: ~0.5 s of
+    # start-up that a conversion without symbolic arithmetic or reference folding never uses.
+    code = (
+        "import sys, modelport\n"
+        "from modelport._deferred import is_loaded\n"
+        f"modelport.convert({str(sample_onnx)!r}, {str(tmp_path / 'o.onnx')!r})\n"
+        "print([m for m in ('sympy', 'onnx.reference', 'onnx.reference.ops') if is_loaded(m)])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_deferred_modules_load_when_used():
+    # Symbolic dimension arithmetic needs SymPy, folding a Sin needs the reference
+    # evaluator: both load on first use and compute the right thing.
+    code = (
+        "import modelport, numpy as np, onnx, onnx_ir as ir\n"
+        "from onnx import helper as h, numpy_helper\n"
+        "from modelport._deferred import is_loaded\n"
+        "from modelport.graph_ir.passes import optimize\n"
+        "assert not is_loaded('sympy')\n"
+        "print(ir.SymbolicDim('N') * 2 + 1, is_loaded('sympy'))\n"
+        "g = h.make_graph([h.make_node('Sin', ['c'], ['s']), h.make_node('Add', ['x', 's'], ['y'])],"
+        " 'g', [h.make_tensor_value_info('x', 1, [2])], [h.make_tensor_value_info('y', 1, [2])],"
+        " [numpy_helper.from_array(np.array([1, 2], np.float32), 'c')])\n"
+        "m = ir.from_proto(h.make_model(g, opset_imports=[h.make_opsetid('', 17)]))\n"
+        "optimize(m, 1)\n"
+        "c = [v for v in m.graph.initializers.values()][0].const_value.numpy()\n"
+        "print([n.op_type for n in m.graph], np.allclose(c, np.sin([1, 2])),"
+        " is_loaded('onnx.reference.ops'))\n"
+        "import sympy, onnx.reference\n"
+        "print(sympy.Integer(3) + 1, onnx.reference.ReferenceEvaluator.__name__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == [
+        "2*N + 1 True", "['Add'] True True", "4 ReferenceEvaluator"]
+
+
+def test_eager_imports_switch(sample_onnx, tmp_path):
+    code = ("import sys, modelport\n"
+            "print(type(sys.modules['sympy']).__name__)\n")
+    env = dict(os.environ, MODELPORT_EAGER_IMPORTS="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "module"

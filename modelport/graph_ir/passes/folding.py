@@ -13,7 +13,12 @@ from __future__ import annotations
 import logging
 
 import onnx_ir as ir
-from onnxscript.optimizer._constant_folding import FoldConstantsPass
+
+from modelport._deferred import defer_reference_evaluator
+
+defer_reference_evaluator()
+
+from onnxscript.optimizer._constant_folding import FoldConstantsPass  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ def conv_weights(ctx: Context, layer: Layer, k_index: int, name: str, transform,
     """Kernel and bias initializers; when a BatchNormalization directly follows this layer
     (see load.plan_bn_folds), its scale and shift are folded in inside the weight reads.
     Returns (kernel, bias, name of the layer the node should be attributed to)."""
-    from modelport.graph_ir.tensors import lazy_tensor
+    from modelport.graph_ir.tensors import contiguous, lazy_tensor
     from modelport.importers.keras.layers.normalization import bn_terms
 
     bn = ctx.bn_fold.get(layer.name)
@@ -37,13 +37,22 @@ def conv_weights(ctx: Context, layer: Layer, k_index: int, name: str, transform,
         b = ctx.weight(layer, b_index, "bias") if b_index is not None else None
         return w, b, layer.name
     ones = [1] * (len(shape) - 1)
+    terms: list = []  # (scale, shift), read from the file once for kernel and bias
+
+    def bn_scale_shift():
+        if not terms:
+            terms.extend(bn_terms(bn))
+        return terms
 
     def folded_kernel(k):
-        scale, _ = bn_terms(bn)
-        return transform(k).astype(np.float32) * scale.reshape(-1, *ones)
+        scale, _ = bn_scale_shift()
+        # One copy: the re-laid-out kernel, scaled in place.
+        w = contiguous(transform(k).astype(np.float32, copy=False))
+        w *= scale.reshape(-1, *ones)
+        return w
 
     def folded_bias():
-        scale, shift = bn_terms(bn)
+        scale, shift = bn_scale_shift()
         base = np.asarray(layer.weights()[b_index][()], np.float32) if b_index is not None \
             else np.float32(0)
         return base * scale + shift
