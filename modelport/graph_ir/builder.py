@@ -99,7 +99,7 @@ class GraphBuilder:
 
     def initializer(self, name: str, tensor: ir.TensorProtocol | np.ndarray) -> ir.Value:
         if isinstance(tensor, np.ndarray):
-            tensor = ir.Tensor(np.ascontiguousarray(tensor))
+            tensor = ir.Tensor(np.asarray(tensor, order="C"))  # keeps 0-d scalars 0-d
         unique = self.unique_name(name)
         value = ir.Value(
             name=unique,

@@ -58,7 +58,7 @@ def contiguous(array: np.ndarray) -> np.ndarray:
     axes keeps both sides of each tile in cache: about twice as fast on ResNet-50's kernels.
     """
     if array.flags.c_contiguous or array.ndim < 2 or array.size < _BLOCKED_MIN_ELEMENTS:
-        return np.ascontiguousarray(array)
+        return np.asarray(array, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
     out = np.empty(array.shape, array.dtype)
     rows, cols = array.shape[0], array.shape[1]
     for i in range(0, rows, _BLOCK):
@@ -68,4 +68,4 @@ def contiguous(array: np.ndarray) -> np.ndarray:
 
 
 def tensor(array: np.ndarray, name: str | None = None) -> ir.Tensor:
-    return ir.Tensor(np.ascontiguousarray(array), name=name)
+    return ir.Tensor(np.asarray(array, order="C"), name=name)
