@@ -16,6 +16,7 @@ from modelport.errors import (
     UnsupportedOpsError,
 )
 from modelport.graph_ir.builder import GraphBuilder
+from modelport.importers.keras import masks
 from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.model import (
     MODEL_CLASSES,
@@ -30,7 +31,8 @@ from modelport.importers.keras.table import KT, Context, Layer, cf_perm, keras_l
 from modelport.importers.registry import LoadOptions
 
 TRANSLATOR_MODULES = ("core", "activations", "conv", "pooling", "normalization", "merge",
-                      "reshaping", "recurrent", "attention", "preprocessing", "ops", "wrappers")
+                      "reshaping", "recurrent", "attention", "preprocessing", "ops", "wrappers",
+                      "einsum", "conv_recurrent")
 SOURCE_PERM_KEY = "modelport.source_perm"
 VALUE_LAYOUTS_KEY = "modelport.value_layouts"
 _loaded = False
@@ -315,14 +317,19 @@ class Walker:
         ctx.spec = spec
         with ctx.b.layer(layer.name):
             try:
+                ctx.mask = masks.mask_for(ctx, layer, inputs, kwargs, self.keras2)
                 out = fn(ctx, layer, inputs)
+                outs = list(out) if isinstance(out, (list, tuple)) else [out]
+                masks.after(ctx, layer, inputs, outs, self.keras2)
             except ModelportError:
                 raise
             except (KeyError, IndexError, ValueError, TypeError) as exc:
                 raise InvalidModelError(
                     f"layer {layer.name!r} ({layer.class_name}) cannot be translated: "
                     f"{type(exc).__name__}: {exc}", path=ctx.path) from exc
-        return list(out) if isinstance(out, (list, tuple)) else [out]
+            finally:
+                ctx.mask = None
+        return outs
 
 
 _FOLD_INTO = {"Conv1D": 3, "Conv2D": 4, "Conv3D": 5, "DepthwiseConv1D": 3, "DepthwiseConv2D": 4,

@@ -41,6 +41,9 @@ class KT:
     # Flatten of a channels-first tensor: logical feature j sits at physical position fperm[j].
     fperm: np.ndarray | None = None
     const: np.ndarray | None = None  # a constant operand (scalars in op calls)
+    # Keras mask (padding) of the time axis: a bool (N, T) value in logical order, None, or
+    # masks.UNKNOWN when Keras would carry a mask that modelport cannot follow.
+    mask: Any = None
 
     @property
     def rank(self) -> int:

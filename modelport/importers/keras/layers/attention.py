@@ -21,6 +21,41 @@ def _causal_mask(ctx: Context, scores, q, k):
     return ctx.op("Add", scores, penalty)
 
 
+def _kt_mask(x):
+    return x.value if isinstance(x, KT) else None
+
+
+def _attention_mask(ctx: Context, q: KT, v: KT, k: KT, kw: dict, explicit_qv=None):
+    """The bool (N, T, S) mask of the positions a query may attend to, or None: the
+    query/value/key Keras masks (of the inputs, or passed explicitly) and an explicit
+    attention_mask, ANDed as Keras does. Also returns the query mask (None if none)."""
+    qm = _kt_mask(kw.get("query_mask")) or q.mask
+    vm = _kt_mask(kw.get("value_mask")) or v.mask
+    km = _kt_mask(kw.get("key_mask")) or (k.mask if k is not v else None)
+    if explicit_qv is not None:
+        qm = explicit_qv[0] if explicit_qv[0] is not None else qm
+        vm = explicit_qv[1] if explicit_qv[1] is not None else vm
+    mask = None
+    if qm is not None:
+        mask = ctx.op("Unsqueeze", qm, ints(ctx, [2], "axes"))  # (N, T, 1)
+    for m in (vm, km):
+        if m is not None:
+            m = ctx.op("Unsqueeze", m, ints(ctx, [1], "axes"))  # (N, 1, S)
+            mask = m if mask is None else ctx.op("And", mask, m)
+    am = kw.get("attention_mask")
+    if isinstance(am, KT):
+        a = ctx.logical(am)
+        a = a if am.dtype == bool else ctx.op("Cast", a, to=9)
+        mask = a if mask is None else ctx.op("And", a, mask)
+    return mask, qm
+
+
+def _mask_scores(ctx: Context, scores, mask):
+    """Masked positions get a large negative score (a row masked entirely then averages
+    every value, as Keras' softmax does)."""
+    return ctx.op("Where", mask, scores, scalar(ctx, -1e9))
+
+
 @keras_layer("MultiHeadAttention")
 def multi_head_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     c = layer.config
@@ -33,9 +68,6 @@ def multi_head_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     if q.rank != 3 or c.get("attention_axes") not in (None, [1], (1,)):
         raise ValueError("MultiHeadAttention is supported for (batch, seq, features) inputs "
                          "attending over the sequence")
-    if any(isinstance(kw.get(m), KT) for m in ("attention_mask", "query_mask", "value_mask",
-                                               "key_mask")):
-        raise ValueError("attention masks are not supported")
     heads = int(c["num_heads"])
     kd = int(c["key_dim"])
     vd = int(c.get("value_dim") or kd)
@@ -63,7 +95,15 @@ def multi_head_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     scores = ctx.op("MatMul", qh, kh)
     if kw.get("use_causal_mask"):
         scores = _causal_mask(ctx, scores, xq, xv)
+    mask, qmask = _attention_mask(ctx, q, v, k, kw)
+    if mask is not None:
+        mask = ctx.op("Unsqueeze", mask, ints(ctx, [1], "axes"))  # over the heads
+        scores = _mask_scores(ctx, scores, mask)
     probs = ctx.op("Softmax", scores, axis=-1)
+    if mask is not None and kw.get("return_attention_scores") and not layer.keras2:
+        # Keras 3 computes the scores it returns with its Softmax layer, which zeroes the
+        # masked positions (its fused path without scores does not).
+        probs = ctx.op("Where", mask, probs, scalar(ctx, 0.0))
     att = ctx.op("MatMul", probs, vh)  # (N, h, T, vd)
     att = ctx.op("Reshape", ctx.op("Transpose", att, perm=[0, 2, 1, 3]),
                  ints(ctx, [0, 0, heads * vd], "shape"))
@@ -77,6 +117,12 @@ def multi_head_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
         y = ctx.op("Add", y, ctx.weight(layer, oi + 1, "output_bias",
                                         transform=lambda a: a.reshape(-1), shape=(out_dim,)))
     result = KT(y, (q.shape[0], q.shape[1], out_dim), q.dtype)
+    result.mask = qmask
+    if not layer.keras2:
+        # Keras 3 deletes the masks of the tensors it attended over: a later layer given the
+        # same tensors sees no mask.
+        for t in (q, v, k):
+            t.mask = None
     if kw.get("return_attention_scores"):
         return [result, KT(probs, (q.shape[0], heads, q.shape[1], v.shape[1]), q.dtype)]
     return result
@@ -108,8 +154,20 @@ def attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
         raise ValueError(f"score_mode {mode!r} is not supported")
     if kw.get("use_causal_mask"):
         scores = _causal_mask(ctx, scores, xq, xv)
+    given = kw.get("mask")
+    given = [_kt_mask(m) for m in given] + [None, None] if isinstance(given, list) else None
+    # Attention masks the values only; the query mask zeroes the output rows.
+    qmask = (given[0] if given and given[0] is not None else q.mask)
+    vmask = (given[1] if given and given[1] is not None else v.mask)
+    if vmask is not None:
+        scores = _mask_scores(ctx, scores, ctx.op("Unsqueeze", vmask, ints(ctx, [1], "axes")))
     probs = ctx.op("Softmax", scores, axis=-1)
-    out = KT(ctx.op("MatMul", probs, xv), (q.shape[0], q.shape[1], v.shape[-1]), q.dtype)
+    y = ctx.op("MatMul", probs, xv)
+    if qmask is not None:
+        keep = ctx.op("Unsqueeze", ctx.op("Cast", qmask, to=1), ints(ctx, [2], "axes"))
+        y = ctx.op("Mul", y, keep)
+    out = KT(y, (q.shape[0], q.shape[1], v.shape[-1]), q.dtype)
+    out.mask = qmask
     if kw.get("return_attention_scores"):
         return [out, KT(probs, (q.shape[0], q.shape[1], v.shape[1]), q.dtype)]
     return out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx_ir as ir
 
+from modelport.importers.keras import masks
 from modelport.importers.keras.layers.activations import activate
 from modelport.importers.keras.table import (
     KT,
@@ -12,6 +14,7 @@ from modelport.importers.keras.table import (
     cf_perm,
     ints,
     keras_layer,
+    reduce,
 )
 
 _IDENTITY_AT_INFERENCE = (
@@ -84,8 +87,30 @@ def embedding(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     t = inputs[0]
     w = ctx.weight(layer, 0, "embeddings")
     dim = int(layer.weights()[0].shape[1])
-    idx = ctx.op("Cast", ctx.logical(t), to=7)
-    return KT(ctx.op("Gather", w, idx, axis=0), (*t.shape, dim), np.dtype(np.float32))
+    ids = ctx.logical(t)
+    idx = ctx.op("Cast", ids, to=7)
+    out = KT(ctx.op("Gather", w, idx, axis=0), (*t.shape, dim), np.dtype(np.float32))
+    if layer.config.get("mask_zero"):
+        # Keras masks the steps whose id is 0 (see importers/keras/masks.py).
+        zero = ctx.const(np.zeros((), t.dtype), "zero")
+        out.mask = ctx.op("Not", ctx.op("Equal", ids, zero)) if t.rank == 2 else masks.UNKNOWN
+    return out
+
+
+@keras_layer("Masking")
+def masking(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
+    """Zeroes the time steps whose features all equal mask_value, and masks them."""
+    t = inputs[0]
+    x = ctx.logical(t)
+    value = ctx.const(np.array(layer.config.get("mask_value", 0.0), t.dtype), "mask_value")
+    to = ir.DataType.from_numpy(t.dtype).value
+    differs = ctx.op("Cast", ctx.op("Not", ctx.op("Equal", x, value)), to=to)
+    keep = reduce(ctx, "ReduceMax", differs, [-1], True)  # (N, T, 1): 1 where a step is kept
+    y = ctx.op("Mul", x, keep)
+    out = KT(y, t.shape, t.dtype)
+    out.mask = ctx.op("Cast", ctx.op("Squeeze", keep, ints(ctx, [-1], "axes")), to=9) \
+        if t.rank == 3 else masks.UNKNOWN
+    return out
 
 
 def flatten_order(t: KT, axes_order: list[int]) -> np.ndarray | None:

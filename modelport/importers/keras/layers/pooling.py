@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from modelport.importers.keras.layers.conv import _layout, _out_shape, padding_attrs, spatial
 from modelport.importers.keras.table import KT, Context, Layer, as_tuple, keras_layer, reduce
 
@@ -40,9 +42,24 @@ def global_pool(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     logical_axes = list(range(2, t.rank)) if cfirst else list(range(1, t.rank - 1))
     axes = sorted(t.phys_axis(a) for a in logical_axes)
     op = "ReduceMax" if "Max" in layer.class_name else "ReduceMean"
+    mask = getattr(ctx, "mask", None)
+    if mask is not None and op == "ReduceMean":
+        y = _masked_mean(ctx, t, mask, cfirst, keep)
+        return KT(y, (t.shape[0], 1, t.shape[2]) if keep else (t.shape[0], t.shape[2]), t.dtype)
     y = reduce(ctx, op, t.value, axes, keep)
     if keep:
         shape = tuple(1 if i in logical_axes else d for i, d in enumerate(t.shape))
         return KT(y, shape, t.dtype, t.perm)
     channels = t.shape[1] if cfirst else t.shape[-1]
     return KT(y, (t.shape[0], channels), t.dtype)
+
+
+def _masked_mean(ctx: Context, t: KT, mask, cfirst: bool, keep: bool):
+    """GlobalAveragePooling1D of a masked sequence: the mean of its unmasked steps, as Keras
+    computes it (sum of the masked input over the sum of the mask)."""
+    if cfirst:
+        raise ValueError("a masked GlobalAveragePooling1D with channels_first is not supported")
+    x = ctx.logical(t)
+    m = ctx.op("Unsqueeze", ctx.op("Cast", mask, to=1), ctx.const(np.array([2], np.int64), "ax"))
+    total = reduce(ctx, "ReduceSum", ctx.op("Mul", x, m), [1], keep)
+    return ctx.op("Div", total, reduce(ctx, "ReduceSum", m, [1], keep))

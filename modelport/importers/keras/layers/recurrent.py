@@ -42,9 +42,58 @@ def _reverse_time(ctx: Context, x):
                   ints(ctx, [1], "axes"), ints(ctx, [-1], "steps"))
 
 
+_INT32, _INT64, _FLOAT = 6, 7, 1
+
+
+def _compact(ctx: Context, seq, mask):
+    """Move the unmasked steps of (N, T, F) ``seq`` to the front, in order.
+
+    Keras skips a masked step (the state is carried over), so a masked sequence gives the
+    same state as the sequence of its unmasked steps alone, wherever the padding is. ONNX
+    recurrent ops take a length per sequence: the compacted sequence with those lengths
+    computes what Keras computes. Returns (compacted sequence, lengths (N,) int32,
+    running count of unmasked steps (N, T) int64).
+    """
+    m = ctx.op("Cast", mask, to=_INT64)
+    shape = ctx.op("Shape", seq)
+    t = ctx.op("Slice", shape, ints(ctx, [1], "s1"), ints(ctx, [2], "e2"))
+    steps = ctx.op("Range", ctx.const(np.array(0, np.int64), "zero"),
+                   ctx.op("Squeeze", t, ints(ctx, [0], "axes")),
+                   ctx.const(np.array(1, np.int64), "one"))
+    # Sort key: unmasked steps first, each group in time order (keys are distinct).
+    key = ctx.op("Add", ctx.op("Mul", ctx.op("Sub", ctx.const(np.array(1, np.int64), "one"), m),
+                               t), steps)
+    _, order = ctx.op("TopK", ctx.op("Cast", key, to=_FLOAT), t, axis=1, largest=0, sorted=1,
+                      outputs=2)
+    index = ctx.op("Expand", ctx.op("Unsqueeze", order, ints(ctx, [2], "axes")), shape)
+    compact = ctx.op("GatherElements", seq, index, axis=1)
+    lengths = ctx.op("Cast", ctx.op("ReduceSum", m, ints(ctx, [1], "axes"), keepdims=0),
+                     to=_INT32)
+    return compact, lengths, ctx.op("CumSum", m, ctx.const(np.array(1, np.int64), "axis"))
+
+
+def _expand_masked(ctx: Context, y, count, mask, zero_for_mask: bool):
+    """Outputs per original step from the outputs of the compacted sequence (N, T, U): a
+    masked step repeats the last unmasked step's output (zeros before the first), or is
+    zero when the layer was built with zero_output_for_mask."""
+    shape = ctx.op("Shape", y)
+    head = ctx.op("Concat", ctx.op("Slice", shape, ints(ctx, [0], "s0"), ints(ctx, [1], "e1")),
+                  ints(ctx, [1], "one"),
+                  ctx.op("Slice", shape, ints(ctx, [2], "s2"), ints(ctx, [3], "e3")), axis=0)
+    zeros = ctx.op("ConstantOfShape", head)
+    padded = ctx.op("Concat", zeros, y, axis=1)  # row k+1 = output of the k-th unmasked step
+    index = ctx.op("Expand", ctx.op("Unsqueeze", count, ints(ctx, [2], "axes")), shape)
+    out = ctx.op("GatherElements", padded, index, axis=1)
+    if zero_for_mask:
+        keep = ctx.op("Unsqueeze", ctx.op("Cast", mask, to=_FLOAT), ints(ctx, [2], "axes"))
+        out = ctx.op("Mul", out, keep)
+    return out
+
+
 def run_rnn(ctx: Context, layer: Layer, kind: str, cfg: dict, base: int, x: KT,
-            states: list[KT], tag: str = "") -> list[KT]:
-    """One recurrent layer over (N, T, F) ``x`` using weights ``base..`` of ``layer``."""
+            states: list[KT], tag: str = "", mask=None) -> list[KT]:
+    """One recurrent layer over (N, T, F) ``x`` using weights ``base..`` of ``layer``;
+    ``mask`` (bool (N, T) or None) marks the steps Keras processes."""
     units = int(cfg["units"])
     gates = _GATES[kind]
     ws = layer.weights()
@@ -87,10 +136,15 @@ def run_rnn(ctx: Context, layer: Layer, kind: str, cfg: dict, base: int, x: KT,
     seq = ctx.logical(x)
     if cfg.get("go_backwards"):
         seq = _reverse_time(ctx, seq)
+        if mask is not None:
+            mask = _reverse_time(ctx, mask)
+    lengths = count = None
+    if mask is not None:
+        seq, lengths, count = _compact(ctx, seq, mask)
     tm = ctx.op("Transpose", seq, perm=[1, 0, 2])
     init = [ctx.op("Unsqueeze", ctx.logical(s), ints(ctx, [0], "axes")) for s in states]
     n_out = 3 if kind == "LSTM" else 2
-    inputs = [tm, w, r, bias, None]
+    inputs = [tm, w, r, bias, lengths]
     inputs += init[:2] if kind == "LSTM" else init[:1]
     if kind == "LSTM" and len(init) == 1:
         inputs.append(None)
@@ -102,6 +156,9 @@ def run_rnn(ctx: Context, layer: Layer, kind: str, cfg: dict, base: int, x: KT,
     results: list[KT] = []
     if cfg.get("return_sequences"):
         seq_out = ctx.op("Transpose", ctx.op("Squeeze", y, ints(ctx, [1], "axes")), perm=[1, 0, 2])
+        if mask is not None:
+            seq_out = _expand_masked(ctx, seq_out, count, mask,
+                                     bool(cfg.get("zero_output_for_mask")))
         results.append(KT(seq_out, (n, t, units), x.dtype))
     else:
         results.append(KT(ctx.op("Squeeze", yh, ints(ctx, [0], "axes")), (n, units), x.dtype))
@@ -133,7 +190,11 @@ def recurrent(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT]:
         cfg["reset_after"] = True
     if cfg.get("stateful"):
         raise ValueError("stateful recurrent layers are not supported")
-    return run_rnn(ctx, layer, kind, cfg, 0, inputs[0], _states(ctx, inputs))
+    mask = getattr(ctx, "mask", None)
+    out = run_rnn(ctx, layer, kind, cfg, 0, inputs[0], _states(ctx, inputs), mask=mask)
+    if mask is not None and cfg.get("return_sequences"):
+        out[0].mask = mask  # Keras passes the mask on with the sequence (not the states)
+    return out
 
 
 @keras_layer("Bidirectional")
@@ -151,8 +212,13 @@ def bidirectional(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT]:
     n_w = 3 if fcfg.get("use_bias", True) else 2
     states = _states(ctx, inputs)
     half = len(states) // 2
-    f = run_rnn(ctx, layer, kind, fcfg, 0, inputs[0], states[:half], "forward_")
-    b = run_rnn(ctx, layer, kind, bcfg, n_w, inputs[0], states[half:], "backward_")
+    mask = getattr(ctx, "mask", None)
+    if mask is not None:
+        # Bidirectional makes both directions output zeros at masked steps of a sequence.
+        fcfg["zero_output_for_mask"] = bcfg["zero_output_for_mask"] = bool(
+            fcfg.get("return_sequences"))
+    f = run_rnn(ctx, layer, kind, fcfg, 0, inputs[0], states[:half], "forward_", mask)
+    b = run_rnn(ctx, layer, kind, bcfg, n_w, inputs[0], states[half:], "backward_", mask)
     y, yb = f[0], b[0]
     yb_val = yb.value
     if fcfg.get("return_sequences"):
@@ -170,6 +236,9 @@ def bidirectional(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT]:
         out = [y, KT(yb_val, yb.shape, yb.dtype)]
     else:
         raise ValueError(f"merge_mode {mode!r} is not supported")
+    if mask is not None and fcfg.get("return_sequences"):
+        for t in out[:2 if mode is None else 1]:
+            t.mask = mask
     if fcfg.get("return_state"):
         out += f[1:] + b[1:]
     return out
