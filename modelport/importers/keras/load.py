@@ -32,7 +32,7 @@ from modelport.importers.registry import LoadOptions
 
 TRANSLATOR_MODULES = ("core", "activations", "conv", "pooling", "normalization", "merge",
                       "reshaping", "recurrent", "attention", "preprocessing", "ops", "wrappers",
-                      "einsum", "conv_recurrent")
+                      "einsum", "conv_recurrent", "numpy_ops")
 SOURCE_PERM_KEY = "modelport.source_perm"
 VALUE_LAYOUTS_KEY = "modelport.value_layouts"
 _loaded = False
@@ -109,6 +109,11 @@ def input_names(spec: ModelSpec) -> list[str]:
 def _lookup(spec: LayerSpec):
     if spec.class_name == "Lambda":
         return keras_layer.get(f"Lambda:{spec.name}")
+    if "trainable" not in (spec.config or {}) and spec.class_name != "InputLayer":
+        # A Keras 3 operation (``ops.reshape``...), not a layer of the same class name.
+        fn = keras_layer.get(f"op:{spec.class_name}")
+        if fn is not None:
+            return fn
     fn = keras_layer.get(spec.class_name)
     reg = spec.raw.get("registered_name") if spec.raw else None
     if fn is None and reg:
@@ -283,6 +288,8 @@ class Walker:
                 else:
                     if layer.name not in layers_cache:
                         layers_cache[layer.name] = self.make_layer(layer, path)
+                    self.ctx.args = [resolve(a) for a in call.nested] \
+                        if call.nested is not None else args
                     outs = self.translate(layers_cache[layer.name], layer, args, kwargs)
                 # Keras 2 counts a nested model's own construction as its node 0.
                 node = ci + 1 if layer.class_name in MODEL_CLASSES and self.keras2 else ci
@@ -311,7 +318,7 @@ class Walker:
         for a in args:
             if isinstance(a, KT):
                 inputs.append(a)
-            else:
+            elif _numeric(a):
                 inputs.append(const_kt(ctx, a))
         ctx.kwargs = kwargs
         ctx.spec = spec
@@ -372,6 +379,12 @@ def plan_bn_folds(walker: Walker, spec: ModelSpec, prefix: tuple[str, ...]) -> N
         bn_layer = walker.make_layer(bn, (*prefix, bn.name))
         walker.ctx.bn_fold["/".join((*prefix, layer.name))] = bn_layer
         walker.ctx.bn_folded.add(bn_layer.name)
+
+
+def _numeric(v: Any) -> bool:
+    if isinstance(v, (bool, int, float, np.number, np.ndarray)):
+        return True
+    return isinstance(v, list) and bool(v) and all(_numeric(x) for x in v)
 
 
 def _refs_in(v: Any) -> list[Ref]:

@@ -44,6 +44,7 @@ class Call:
 
     args: list[Any]  # Ref or constant values, nested structure flattened
     kwargs: dict[str, Any]
+    nested: list[Any] | None = None  # the positional arguments as given (Keras 3)
 
 
 @dataclasses.dataclass
@@ -85,9 +86,9 @@ def _parse_calls(inbound: Any) -> list[Call]:
     calls = []
     for node in inbound or []:
         if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-            args = _flatten(_parse_value(node.get("args", [])))
+            nested = _parse_value(node.get("args", []))
             kwargs = {k: _parse_value(v) for k, v in (node.get("kwargs") or {}).items()}
-            calls.append(Call(args, kwargs))
+            calls.append(Call(_flatten(nested), kwargs, nested))
         else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
             args: list[Any] = []
             kwargs: dict[str, Any] = {}
