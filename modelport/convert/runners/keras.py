@@ -16,6 +16,8 @@ from modelport.errors import MissingDependencyError, ModelportError
 
 
 def _np(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor (Keras 3 on its torch backend)
+        return x.detach().cpu().numpy()
     return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
 
 
@@ -45,6 +47,7 @@ class KerasReference:
         self.outputs = output_names(spec)
         self.int_high = _vocab(kf.config)
         trust = bool(getattr(options, "trust_code", False))
+        self.path, self.weights, self.trust = path, weights, trust
         self.keras, self.model = self._load(path, weights, trust)
         self.name = f"{'tf_keras' if self.keras.__name__ == 'tf_keras' else 'Keras'} " \
                     f"{self.keras.__version__}"
@@ -93,7 +96,60 @@ class KerasReference:
         return [_np(o) for o in _flat(out)]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self.outputs, self._call(self.model, feeds)))
+        try:
+            return dict(zip(self.outputs, self._call(self.model, feeds)))
+        except Exception as exc:
+            if not self._nchw_unsupported(exc):
+                raise
+            return self._on_torch(feeds, None)["outputs"]
+
+    # TensorFlow's CPU kernels have no channels_first convolution or pooling. Keras 3 runs
+    # such a model on its torch backend instead, which must be chosen before Keras is
+    # imported: in a child process.
+    def _nchw_unsupported(self, exc: Exception) -> bool:
+        import importlib.util
+
+        text = f"{type(exc).__name__}: {exc}"
+        if "NHWC" not in text and "UnimplementedError" not in text:
+            return False
+        if self.keras.__name__ != "keras" or os.environ.get("KERAS_BACKEND") == "torch":
+            return False
+        if importlib.util.find_spec("torch") is None:
+            raise ModelportError(
+                "TensorFlow cannot run this channels_first model on the CPU; install torch "
+                "(pip install torch==2.13.0) so that Keras can run it on its torch backend",
+                path=self.path) from exc
+        return True
+
+    def _on_torch(self, feeds: dict[str, np.ndarray], layers: dict | None) -> dict:
+        import json
+        import subprocess
+        import sys
+        import tempfile
+
+        if "torch backend" not in self.name:
+            self.name += " (torch backend: TensorFlow has no channels_first CPU kernels)"
+        with tempfile.TemporaryDirectory(prefix="modelport-keras-") as tmp:
+            np.savez(os.path.join(tmp, "feeds.npz"), **feeds)
+            job = {"path": self.path, "weights": self.weights, "trust": self.trust,
+                   "layers": layers, "dir": tmp}
+            env = dict(os.environ, KERAS_BACKEND="torch")
+            r = subprocess.run([sys.executable, "-c", _TORCH_CHILD, json.dumps(job)], env=env,
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+                raise ModelportError(f"Keras (torch backend) could not run the model: {last}",
+                                     path=self.path)
+            with np.load(os.path.join(tmp, "out.npz")) as z:
+                arrays = {k: z[k] for k in z.files}
+        outputs = {n: arrays[f"o{i}"] for i, n in enumerate(self.outputs)}
+        per_layer: dict[str, list[np.ndarray]] = {}
+        for key, value in arrays.items():
+            if key.startswith("l:"):
+                name, _, idx = key[2:].rpartition(":")
+                per_layer.setdefault(name, []).append((int(idx), value))
+        return {"outputs": outputs,
+                "layers": {n: [v for _, v in sorted(vs)] for n, vs in per_layer.items()}}
 
     def _layer_tensors(self, name: str) -> list | None:
         try:
@@ -111,6 +167,15 @@ class KerasReference:
 
     def run_layers(self, feeds: dict[str, np.ndarray],
                    layers: dict[str, list[str]]) -> dict[str, list[np.ndarray]]:
+        try:
+            return self._run_layers(feeds, layers)
+        except Exception as exc:
+            if not self._nchw_unsupported(exc):
+                raise
+            return self._on_torch(feeds, layers)["layers"]
+
+    def _run_layers(self, feeds: dict[str, np.ndarray],
+                    layers: dict[str, list[str]]) -> dict[str, list[np.ndarray]]:
         wanted: dict[str, list] = {}
         for name, values in layers.items():
             tensors = self._layer_tensors(name)
@@ -163,3 +228,21 @@ def _vocab(config: dict) -> int | None:
 
 def reference(path: str, options: Any = None, device: str = "cpu") -> KerasReference:
     return KerasReference(path, options, device=device)
+
+
+_TORCH_CHILD = """
+import json, os, sys
+import numpy as np
+from modelport.convert.runners.keras import KerasReference
+from modelport.importers.registry import LoadOptions
+job = json.loads(sys.argv[1])
+ref = KerasReference(job["path"], LoadOptions(weights=job["weights"], trust_code=job["trust"]))
+with np.load(os.path.join(job["dir"], "feeds.npz")) as z:
+    feeds = {k: z[k] for k in z.files}
+out = {f"o{i}": v for i, v in enumerate(ref.run(feeds).values())}
+if job["layers"]:
+    for name, values in ref.run_layers(feeds, job["layers"]).items():
+        for i, v in enumerate(values):
+            out[f"l:{name}:{i}"] = v
+np.savez(os.path.join(job["dir"], "out.npz"), **out)
+"""
