@@ -88,3 +88,14 @@ def test_channels_first_torch_backend(k3, model_dir):
     got = run_onnx(convert_file(path), {"img": data["x"]})
     for i, (name, g) in enumerate(got.items()):
         assert_close(g, data[f"arr_{i}"], name=name)
+
+
+def test_resizing_down_with_antialias_is_refused(k3, model_dir):
+    from modelport.errors import ModelportError
+    from tests.importers.keras.helpers import convert_file
+
+    i = k3.Input((8, 10, 3), name="img")
+    layer = k3.layers.Resizing(5, 7, antialias=True, name="down")
+    path = save(k3.Model(i, layer(i)), str(model_dir / "resize_antialias.h5"))
+    with pytest.raises(ModelportError, match="antialias"):
+        convert_file(path)

@@ -75,7 +75,7 @@ def resizing(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
         raise ValueError("Resizing with crop/pad to aspect ratio is not supported")
     axes = [2, 3] if c.get("data_format") == "channels_first" else [1, 2]
     return resize_to(ctx, t, axes, [int(c["height"]), int(c["width"])],
-                     c.get("interpolation", "bilinear"))
+                     c.get("interpolation", "bilinear"), bool(c.get("antialias", False)))
 
 
 @keras_layer("CenterCrop")

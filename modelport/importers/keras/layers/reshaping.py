@@ -72,7 +72,8 @@ def cropping(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     return t.like(y, shape)
 
 
-def resize_to(ctx: Context, t: KT, axes: list[int], sizes: list[int], mode: str) -> KT:
+def resize_to(ctx: Context, t: KT, axes: list[int], sizes: list[int], mode: str,
+              antialias: bool = False) -> KT:
     """Resize logical ``axes`` of ``t`` to ``sizes`` the way tf.image.resize does."""
     from modelport.importers.keras.table import cf_perm
 
@@ -84,12 +85,18 @@ def resize_to(ctx: Context, t: KT, axes: list[int], sizes: list[int], mode: str)
     lead = ctx.op("Slice", ctx.op("Shape", x), ints(ctx, [0], "s"), ints(ctx, [2], "e"))
     full = ctx.op("Concat", lead, ints(ctx, sizes, "sizes"), axis=0)
     attrs: dict = {}
+    sources = [t.shape[a] for a in axes]
+    grows = all(isinstance(n, int) and s >= n for n, s in zip(sources, sizes))
+    if antialias and not grows:
+        raise ValueError("resizing down with antialias is not supported")
     if mode == "nearest":
         attrs = dict(mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
                      nearest_mode="floor")
     elif mode in ("bilinear", "linear"):
         attrs = dict(mode="linear", coordinate_transformation_mode="half_pixel")
     else:
+        # bicubic included: TensorFlow's bicubic weights equal ONNX's cubic resize (Keys,
+        # a = -0.5, exclude_outside) only for a 2x enlargement; elsewhere they differ by ~2e-3.
         raise ValueError(f"interpolation {mode!r} is not supported")
     y = ctx.op("Resize", x, None, None, full, **attrs)
     shape = list(t.shape)
