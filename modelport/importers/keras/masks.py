@@ -53,9 +53,10 @@ RECORDED_KERAS3 = frozenset({
 })
 # ... of which these translators apply it (they read ``ctx.mask``).
 APPLIED = frozenset({"SimpleRNN", "LSTM", "GRU", "Bidirectional", "GlobalAveragePooling1D",
-                     "GlobalAvgPool1D", "MultiHeadAttention", "Attention"})
+                     "GlobalAvgPool1D", "MultiHeadAttention", "Attention",
+                     "AdditiveAttention"})
 # ... of which these read the masks of their inputs one by one (query, value, key).
-PER_INPUT = frozenset({"MultiHeadAttention", "Attention"})
+PER_INPUT = frozenset({"MultiHeadAttention", "Attention", "AdditiveAttention"})
 # Produce a mask of their own (their translators set it).
 PRODUCERS = frozenset({"Embedding", "Masking"})
 # Compute their values without masks and give none to their outputs (Keras' default for a

@@ -1,5 +1,6 @@
-"""Attention: MultiHeadAttention (rank-3 inputs, attention over the sequence) and Attention
-(dot-product and concat scores). Dropout is identity at inference."""
+"""Attention layers: MultiHeadAttention (any attention_axes; masks on the common
+(batch, seq, features) path), Attention (dot-product and concat scores) and AdditiveAttention
+(Bahdanau scores). Dropout is identity at inference."""
 
 from __future__ import annotations
 
@@ -65,9 +66,36 @@ def multi_head_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     k = inputs[2] if len(inputs) > 2 else kw.get("key") or v
     if not isinstance(v, KT):
         raise ValueError("MultiHeadAttention called without a value tensor")
-    if q.rank != 3 or c.get("attention_axes") not in (None, [1], (1,)):
-        raise ValueError("MultiHeadAttention is supported for (batch, seq, features) inputs "
-                         "attending over the sequence")
+    if c.get("use_gate"):
+        raise ValueError("MultiHeadAttention(use_gate=True) is not supported")
+    if c.get("sliding_window") is not None:
+        raise ValueError("MultiHeadAttention(sliding_window=...) is not supported")
+    axes = _mha_axes(layer, q.rank)
+    if q.rank == 3 and axes == (1,):
+        return _mha_sequence(ctx, layer, q, v, k, kw)
+    return _mha_general(ctx, layer, q, v, k, kw, axes)
+
+
+def _mha_axes(layer: Layer, rank: int) -> tuple[int, ...]:
+    """The attention axes of inputs of ``rank``, as non-negative input axes."""
+    given = layer.config.get("attention_axes")
+    if given is None:
+        return tuple(range(1, rank - 1))
+    given = [given] if isinstance(given, int) else list(given)
+    # Negative axes count from the end of the projected (rank + 1) tensor in Keras 2, and
+    # from rank in Keras 3 (which stores them normalised once the layer is built).
+    base = rank + 1 if layer.keras2 else rank
+    axes = tuple(int(a) + base if int(a) < 0 else int(a) for a in given)
+    if not axes or any(not 1 <= a <= rank - 2 for a in axes) or len(set(axes)) != len(axes):
+        raise ValueError(f"MultiHeadAttention attention_axes={given} on rank-{rank} inputs: "
+                         "only distinct axes between the batch and the feature axis are "
+                         "supported")
+    return axes
+
+
+def _mha_sequence(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict) -> KT:
+    """(batch, seq, features) inputs attending over the sequence, with masks."""
+    c = layer.config
     heads = int(c["num_heads"])
     kd = int(c["key_dim"])
     vd = int(c.get("value_dim") or kd)
@@ -116,7 +144,10 @@ def multi_head_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     if use_bias:
         y = ctx.op("Add", y, ctx.weight(layer, oi + 1, "output_bias",
                                         transform=lambda a: a.reshape(-1), shape=(out_dim,)))
-    result = KT(y, (q.shape[0], q.shape[1], out_dim), q.dtype)
+    out_dims = [int(d) for d in oshape[2:]]
+    if len(out_dims) != 1:  # output_shape with several axes
+        y = ctx.op("Reshape", y, ints(ctx, [0, 0, *out_dims], "shape"))
+    result = KT(y, (q.shape[0], q.shape[1], *out_dims), q.dtype)
     result.mask = qmask
     if not layer.keras2:
         # Keras 3 deletes the masks of the tensors it attended over: a later layer given the
@@ -128,13 +159,93 @@ def multi_head_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     return result
 
 
+def _mha_general(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict,
+                 axes: tuple[int, ...]) -> KT:
+    """Attention over any axes of inputs of rank >= 3, as Keras' einsum equations do it:
+    the axes that are neither batch, attention nor features act as extra batch axes (the
+    query's and the key's must match), and one softmax runs over all key attention axes.
+
+    Each projection ``(B, d..., heads, dim)`` is transposed to ``(B, other..., heads,
+    attention..., dim)`` and its attention axes merged into one, so the scores are a single
+    MatMul ``(B, other..., heads, Tq, Tk)``; the results are unmerged with their run-time
+    shapes."""
+    c = layer.config
+    if q.rank != v.rank or k.rank != v.rank:
+        raise ValueError("MultiHeadAttention with query, value and key of different ranks "
+                         "is not supported")
+    if (q.mask is not None or v.mask is not None or k.mask is not None or kw.get(
+            "use_causal_mask") or any(isinstance(kw.get(n), KT) for n in (
+                "query_mask", "value_mask", "key_mask", "attention_mask"))):
+        raise ValueError(f"MultiHeadAttention attention_axes={list(axes)} with a mask "
+                         "(Keras mask, attention_mask or use_causal_mask) is not supported")
+    r = q.rank
+    heads = int(c["num_heads"])
+    kd = int(c["key_dim"])
+    vd = int(c.get("value_dim") or kd)
+    use_bias = c.get("use_bias", True)
+    ws = layer.weights()
+    step = 2 if use_bias else 1
+    others = [a for a in range(1, r - 1) if a not in axes]
+    lead = 2 + len(others)  # B, other axes, heads
+    # Axes of a projection (B, d1..d{r-2}, heads, dim): heads at r - 1, dim at r.
+    q_order = [0, *others, r - 1, *axes, r]  # (B, other..., heads, attention..., dim)
+    k_order = [0, *others, r - 1, r, *axes]  # (B, other..., heads, dim, attention...)
+
+    def project(t: KT, i: int, dim: int, name: str, order: list[int]):
+        d_in = int(ws[i].shape[0])
+        w = ctx.weight(layer, i, f"{name}_kernel", transform=lambda a: a.reshape(d_in, -1),
+                       shape=(d_in, heads * dim))
+        y = ctx.op("MatMul", ctx.logical(t), w)
+        if use_bias:
+            y = ctx.op("Add", y, ctx.weight(layer, i + 1, f"{name}_bias",
+                                            transform=lambda a: a.reshape(-1),
+                                            shape=(heads * dim,)))
+        y = ctx.op("Reshape", y, ints(ctx, [0] * (r - 1) + [heads, dim], "shape"))
+        return ctx.op("Transpose", y, perm=order)
+
+    qt = project(q, 0, kd, "query", q_order)
+    kt = project(k, step, kd, "key", k_order)
+    vt = project(v, 2 * step, vd, "value", q_order)
+    qf = ctx.op("Reshape", qt, ints(ctx, [0] * lead + [-1, kd], "shape"))  # (.., Tq, kd)
+    kf = ctx.op("Reshape", kt, ints(ctx, [0] * (lead + 1) + [-1], "shape"))  # (.., kd, Tk)
+    vf = ctx.op("Reshape", vt, ints(ctx, [0] * lead + [-1, vd], "shape"))  # (.., Tk, vd)
+    qf = ctx.op("Mul", qf, scalar(ctx, 1.0 / math.sqrt(kd)))
+    probs = ctx.op("Softmax", ctx.op("MatMul", qf, kf), axis=-1)
+    att = ctx.op("MatMul", probs, vf)  # (B, other..., heads, Tq, vd)
+    q_lead = ctx.op("Slice", ctx.op("Shape", qt), ints(ctx, [0], "starts"),
+                    ints(ctx, [-1], "ends"))  # (B, other..., heads, attention...)
+    att = ctx.op("Reshape", att, ctx.op("Concat", q_lead, ints(ctx, [vd], "dim"), axis=0))
+    back = [q_order.index(a) for a in range(r + 1)]
+    att = ctx.op("Transpose", att, perm=back)  # (B, d..., heads, vd)
+    att = ctx.op("Reshape", att, ints(ctx, [0] * (r - 1) + [heads * vd], "shape"))
+    oi = 3 * step
+    out_dims = [int(d) for d in ws[oi].shape[2:]]
+    out_size = int(np.prod(out_dims))
+    wo = ctx.weight(layer, oi, "output_kernel", transform=lambda a: a.reshape(heads * vd, -1),
+                    shape=(heads * vd, out_size))
+    y = ctx.op("MatMul", att, wo)
+    if use_bias:
+        y = ctx.op("Add", y, ctx.weight(layer, oi + 1, "output_bias",
+                                        transform=lambda a: a.reshape(-1), shape=(out_size,)))
+    if len(out_dims) != 1:
+        y = ctx.op("Reshape", y, ints(ctx, [0] * (r - 1) + out_dims, "shape"))
+    result = KT(y, (*q.shape[:-1], *out_dims), q.dtype)
+    if not kw.get("return_attention_scores"):
+        return result
+    k_att = ctx.op("Slice", ctx.op("Shape", kt), ints(ctx, [lead + 1], "starts"),
+                   ints(ctx, [r + 1], "ends"))  # the key attention dims
+    scores = ctx.op("Reshape", probs, ctx.op("Concat", q_lead, k_att, axis=0))
+    shape = (q.shape[0], *(q.shape[a] for a in others), heads,
+             *(q.shape[a] for a in axes), *(k.shape[a] for a in axes))
+    return [result, KT(scores, shape, q.dtype)]
+
+
 @keras_layer("Attention")
 def attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     c = layer.config
-    kw = getattr(ctx, "kwargs", {}) or {}
     q, v = inputs[0], inputs[1]
     k = inputs[2] if len(inputs) > 2 else v
-    xq, xk, xv = ctx.logical(q), ctx.logical(k), ctx.logical(v)
+    xq, xk = ctx.logical(q), ctx.logical(k)
     mode = c.get("score_mode", "dot")
     i = 0
     if mode == "dot":
@@ -152,11 +263,37 @@ def attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
         scores = ctx.op("Mul", ctx.weight(layer, i, "concat_score_weight"), total)
     else:
         raise ValueError(f"score_mode {mode!r} is not supported")
-    if kw.get("use_causal_mask"):
-        scores = _causal_mask(ctx, scores, xq, xv)
+    return _attend(ctx, layer, scores, q, v)
+
+
+@keras_layer("AdditiveAttention")
+def additive_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
+    """Bahdanau scores ``sum(scale * tanh(q_i + k_j))`` over the features (``scale`` is a
+    learned vector, or 1 without use_scale)."""
+    q, v = inputs[0], inputs[1]
+    k = inputs[2] if len(inputs) > 2 else v
+    if q.rank != 3 or k.rank != 3 or v.rank != 3:
+        raise ValueError("AdditiveAttention is supported for (batch, seq, features) inputs")
+    qe = ctx.op("Unsqueeze", ctx.logical(q), ints(ctx, [2], "axes"))  # (N, T, 1, D)
+    ke = ctx.op("Unsqueeze", ctx.logical(k), ints(ctx, [1], "axes"))  # (N, 1, S, D)
+    t = ctx.op("Tanh", ctx.op("Add", qe, ke))
+    if layer.config.get("use_scale", True):
+        t = ctx.op("Mul", t, ctx.weight(layer, 0, "scale"))
+    scores = ctx.op("ReduceSum", t, ints(ctx, [-1], "axes"), keepdims=0)  # (N, T, S)
+    return _attend(ctx, layer, scores, q, v)
+
+
+def _attend(ctx: Context, layer: Layer, scores, q: KT, v: KT) -> KT | list[KT]:
+    """The part Attention and AdditiveAttention share: causal and value masks keep keys out
+    of the softmax, the weights average the values, the query mask zeroes output rows (and
+    is the output's mask)."""
+    kw = getattr(ctx, "kwargs", {}) or {}
+    xv = ctx.logical(v)
+    if kw.get("use_causal_mask") or layer.config.get("causal"):
+        scores = _causal_mask(ctx, scores, ctx.logical(q), xv)
     given = kw.get("mask")
     given = [_kt_mask(m) for m in given] + [None, None] if isinstance(given, list) else None
-    # Attention masks the values only; the query mask zeroes the output rows.
+    # The value mask keeps padded keys out; the query mask zeroes the output rows.
     qmask = (given[0] if given and given[0] is not None else q.mask)
     vmask = (given[1] if given and given[1] is not None else v.mask)
     if vmask is not None:

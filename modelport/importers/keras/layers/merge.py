@@ -77,10 +77,16 @@ def _l2_normalize(ctx: Context, x, axis: int):
 
 @keras_layer("Dot")
 def dot(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
+    """Keras' batch_dot: one axis of each input contracted, per sample; the result holds the
+    other axes of the first input, then those of the second (both Keras 2 and 3)."""
     a, b = inputs
     axes = layer.config.get("axes", -1)
-    axes = axes if isinstance(axes, list) else [axes, axes]
+    axes = list(axes) if isinstance(axes, (list, tuple)) else [axes, axes]
+    if a.rank < 2 or b.rank < 2:
+        raise ValueError(f"Dot of ranks {a.rank} and {b.rank} is not supported")
     ax = [int(axes[0]) % a.rank, int(axes[1]) % b.rank]
+    if 0 in ax:
+        raise ValueError("Dot over the batch axis is not supported (Keras refuses it too)")
     x, y = ctx.logical(a), ctx.logical(b)
     if layer.config.get("normalize"):
         x, y = _l2_normalize(ctx, x, ax[0]), _l2_normalize(ctx, y, ax[1])
@@ -97,7 +103,19 @@ def dot(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
         d0 = a.shape[2] if ax[0] == 1 else a.shape[1]
         d1 = b.shape[2] if ax[1] == 1 else b.shape[1]
         return KT(out, (a.shape[0], d0, d1), a.dtype)
-    raise ValueError(f"Dot of ranks {a.rank} and {b.rank} is not supported")
+    # Any other ranks: an Einsum with the batch letter shared, one contracted letter, and the
+    # free axes of x followed by those of y (a rank-2 input leaves no free axis).
+    letters = iter("cdefghijklmnopqrstuvwxyz")
+    sx = ["a"] + [next(letters) for _ in range(a.rank - 1)]
+    sy = ["a"] + [next(letters) for _ in range(b.rank - 1)]
+    sx[ax[0]] = sy[ax[1]] = "b"
+    free_x = [i for i in range(1, a.rank) if i != ax[0]]
+    free_y = [i for i in range(1, b.rank) if i != ax[1]]
+    eq = (f"{''.join(sx)},{''.join(sy)}->a" + "".join(sx[i] for i in free_x)
+          + "".join(sy[i] for i in free_y))
+    out = ctx.op("Einsum", x, y, equation=eq)
+    shape = (a.shape[0], *(a.shape[i] for i in free_x), *(b.shape[i] for i in free_y))
+    return KT(out, shape, a.dtype)
 
 
 _ = np

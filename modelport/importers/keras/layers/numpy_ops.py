@@ -231,3 +231,15 @@ def get_item(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     if key is None or len(key) < 2:
         raise ValueError("GetItem without an index")
     return index_tensor(ctx, inputs[0], _index_items(key[1]))
+
+
+@keras_layer("ConvertToTensor")
+def convert_to_tensor(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
+    """ops.convert_to_tensor (Keras 3 records the masks attention layers hand on through it):
+    the tensor itself, cast when a dtype is given."""
+    t = inputs[0]
+    dtype = layer.config.get("dtype")
+    if not dtype or np.dtype(dtype) == t.dtype:
+        return t.like(t.value)
+    to = ir.DataType.from_numpy(np.dtype(dtype)).value
+    return t.like(ctx.op("Cast", t.value, to=to), dtype=np.dtype(dtype))
