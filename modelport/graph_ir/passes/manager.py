@@ -52,6 +52,9 @@ def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
     report = OptimizeReport(level=level, nodes_before=_count(model))
     start = time.perf_counter()
     if level > 0:
+        # Rewrites may replace a graph output's Value with a new one; the output keeps its
+        # name and position, and gets back the metadata (e.g. modelport.source_perm) here.
+        output_meta = [(v.name, dict(v.metadata_props)) for v in model.graph.outputs]
         _load_project_passes()
         for p in inline_passes():
             p(model)
@@ -74,6 +77,10 @@ def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
         # appears twice; ONNX forbids both, and onnxruntime mis-executes some of them.
         common.OutputFixPass()(model)
         common.TopologicalSortPass()(model)
+        for value, (name, meta) in zip(model.graph.outputs, output_meta):
+            if value.name == name:
+                for key, text in meta.items():
+                    value.metadata_props.setdefault(key, text)
     report.nodes_after = _count(model)
     report.seconds = time.perf_counter() - start
     return report

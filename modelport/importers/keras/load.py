@@ -78,8 +78,10 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
             out = b.output(ctx.logical(t), name)
         dims = onnx_dims(t.shape if out.metadata_props.get(SOURCE_PERM_KEY) is None
                          else [t.shape[p] for p in cf_perm(t.rank)])
-        out.shape = ir.Shape([d if d is not None else ("N" if j == 0 else f"{name}_d{j}")
-                              for j, d in enumerate(dims)])
+        # Unknown dims stay unnamed: naming the first one "N" would claim it equals the
+        # input batch, which an output such as x[1:] does not (the optimiser would then
+        # drop the slice). Shape inference at export names what it can prove.
+        out.shape = ir.Shape(dims)
         out.type = ir.TensorType(ir.DataType.from_numpy(t.dtype))
     meta = {"modelport.keras_version": kf.keras_version}
     if ctx.layouts:

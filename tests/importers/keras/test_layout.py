@@ -83,3 +83,16 @@ def test_nchw_inputs_verify_through_source_perm(cnn, tmp_path):
     options = LoadOptions(nchw_inputs=True)
     out = convert_file(path, str(tmp_path / "nchw_v.onnx"), nchw_inputs=True)
     assert verify_model(path, out, options=options, per_layer=True).passed
+
+
+def test_outputs_keep_their_layout_through_optimisation(k2, model_dir):
+    # Two identical Tanh layers on one input: -O1 merges them and drops the Dense's zero
+    # bias, replacing output values; with --nchw-inputs the outputs are channels-first and
+    # must still say so, or verification compares them in the wrong axis order.
+    x = k2.Input((5, 4), name="x")
+    a = k2.layers.Activation("tanh", name="t1")(x)
+    b = k2.layers.Activation("tanh", name="t2")(x)
+    model = k2.Model(x, [a, k2.layers.Dense(3, name="d")(b)])
+    path = save(model, str(model_dir / "twin_tanh_k2.h5"))
+    out = convert_file(path, nchw_inputs=True)
+    assert verify_model(path, out, options=LoadOptions(nchw_inputs=True)).passed
