@@ -98,7 +98,11 @@ def _parse_calls(inbound: Any) -> list[Call]:
                 if isinstance(entry, dict):  # a bare kwargs dict (rare)
                     kwargs.update(entry)
                     continue
-                args.append(Ref(entry[0], int(entry[1]), int(entry[2])))
+                if entry[0] == "_CONSTANT_VALUE" and entry[1] == -1:
+                    # A constant first argument of a TFOpLambda (the 2.0 of ``2.0 * x``).
+                    args.append(entry[2])
+                else:
+                    args.append(Ref(entry[0], int(entry[1]), int(entry[2])))
                 if len(entry) > 3 and isinstance(entry[3], dict):
                     for k, v in entry[3].items():
                         kwargs[k] = _keras2_kwarg(v)

@@ -15,8 +15,6 @@ import onnx_ir as ir
 
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer, reduce
 
-_BIG = 2 ** 62
-
 
 def _axes(axis, rank: int) -> list[int]:
     if axis is None:
@@ -152,85 +150,26 @@ def where_op(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
 
 # -- indexing ---------------------------------------------------------------------------------
 
-def _index_items(key) -> list:
-    """The Keras 3 serialised index as Python items: slice, int, None (new axis), Ellipsis."""
+def _keras2_spec(key):
+    """A Keras 3 serialised index in the form tf.keras saves one (see ops.index_tensor)."""
     items = key if isinstance(key, list) else [key]
-    out: list = []
+    out = []
     for it in items:
         if isinstance(it, dict) and it.get("class_name") == "__slice__":
-            c = it["config"]
-            out.append(slice(c.get("start"), c.get("stop"), c.get("step")))
-        elif isinstance(it, dict) and it.get("class_name") == "__ellipsis__":
-            out.append(Ellipsis)
-        elif it is None or isinstance(it, int) and not isinstance(it, bool):
-            out.append(it)
+            out.append(dict(it["config"]))
         else:
-            raise ValueError(f"indexing with {it!r} is not supported (only ints, slices, None "
-                             "and ...)")
+            out.append(it)  # ints, None (a new axis), the ellipsis dict; others are refused
     return out
-
-
-def index_tensor(ctx: Context, t: KT, items: list) -> KT:
-    """``t[items]`` with NumPy basic indexing: slices become one Slice, integers drop their
-    axis, None inserts one."""
-    if items.count(Ellipsis) > 1:
-        raise ValueError("an index with more than one ...")
-    used = sum(1 for it in items if it is not None and it is not Ellipsis)
-    if used > t.rank:
-        raise ValueError(f"too many indices ({used}) for a rank-{t.rank} tensor")
-    if Ellipsis in items:
-        at = items.index(Ellipsis)
-        items = items[:at] + [slice(None)] * (t.rank - used) + items[at + 1:]
-    else:
-        items = items + [slice(None)] * (t.rank - used)
-    starts, ends, axes, steps = [], [], [], []
-    drop, new_axes, shape = [], [], []
-    axis = 0
-    for it in items:
-        if it is None:
-            new_axes.append(len(shape))
-            shape.append(1)
-            continue
-        size = t.shape[axis]
-        if isinstance(it, int):
-            if isinstance(size, int) and not -size <= it < size:
-                raise ValueError(f"index {it} is out of range for an axis of size {size}")
-            starts.append(it)
-            ends.append(it + 1 if it != -1 else _BIG)
-            axes.append(axis)
-            steps.append(1)
-            drop.append(axis)
-        elif it != slice(None):
-            step = 1 if it.step is None else int(it.step)
-            if step == 0:
-                raise ValueError("a slice step of 0")
-            lo = it.start if it.start is not None else (0 if step > 0 else -1)
-            hi = it.stop if it.stop is not None else (_BIG if step > 0 else -_BIG)
-            starts.append(int(lo))
-            ends.append(int(hi))
-            axes.append(axis)
-            steps.append(step)
-            shape.append(len(range(size)[it]) if isinstance(size, int) else None)
-        else:
-            shape.append(size)
-        axis += 1
-    y = ctx.logical(t)
-    if axes:
-        y = ctx.op("Slice", y, ints(ctx, starts, "starts"), ints(ctx, ends, "ends"),
-                   ints(ctx, axes, "axes"), ints(ctx, steps, "steps"))
-    if drop:
-        y = ctx.op("Squeeze", y, ints(ctx, drop, "axes"))
-    if new_axes:
-        y = ctx.op("Unsqueeze", y, ints(ctx, new_axes, "axes"))
-    return KT(y, tuple(shape), t.dtype)
 
 
 @keras_layer("GetItem")
 def get_item(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
+    from modelport.importers.keras.layers.ops import index_tensor
+
     key = getattr(ctx, "args", None)
     if key is None or len(key) < 2:
         raise ValueError("GetItem without an index")
-    return index_tensor(ctx, inputs[0], _index_items(key[1]))
+    return index_tensor(ctx, inputs[0], _keras2_spec(key[1]))
 
 
 @keras_layer("ConvertToTensor")
