@@ -12,8 +12,8 @@ time (process start to exit, interpreter start-up included) and peak resident me
 * floor:     a process that opens the file with h5py, reads every weight dataset once and
   writes its bytes to an output file (what any converter must at least do).
 
-Each tool runs ``--repeat`` times (default 3) per model, interleaved with nothing else; the
-table gives the median wall time and median peak memory. modelport's bytecode is compiled
+Each tool runs ``--repeat`` times (default 3) per model, round-robin, each run after an
+``os.sync()``; the table gives the median wall time and median peak memory. modelport's bytecode is compiled
 first, as installing a wheel would.
 
 Usage::
@@ -161,20 +161,26 @@ def main(argv: list[str] | None = None) -> int:
                 runs["tf2onnx"] = [str(BENCH_PY), "-m", "tf2onnx.convert", "--keras", str(h5),
                                    "--output", f"{tmp}/tf2onnx.onnx", "--opset", "17"]
             cap = int(args.mem_cap_gib * 2**30)
-            for tool, cmd in runs.items():
-                samples: list[tuple[float, int]] = []
-                for _ in range(args.repeat):
+            samples: dict[str, list[tuple[float, int]]] = {tool: [] for tool in runs}
+            # Round-robin over the tools, each run starting with no dirty pages left by the
+            # previous one's output (the page cache's write-back would otherwise land on
+            # whichever run comes next).
+            for _ in range(args.repeat):
+                for tool, cmd in runs.items():
+                    if f"{tool}_error" in row:
+                        continue
                     tool_env = dict(env, TF_USE_LEGACY_KERAS="1") if tool == "tf2onnx" else env
+                    os.sync()
                     try:
                         wall, peak, _ = run_measured(cmd, tool_env, cap)
                     except MemoryCapExceeded as exc:
                         row[f"{tool}_error"] = f"over the {args.mem_cap_gib:g} GiB cap ({exc})"
-                        samples = []
-                        break
-                    samples.append((wall, peak))
-                if samples:
-                    row[f"{tool}_s"], row[f"{tool}_peak"] = median_run(samples)
-                    row[f"{tool}_runs"] = [round(w, 2) for w, _ in samples]
+                        continue
+                    samples[tool].append((wall, peak))
+            for tool, got in samples.items():
+                if got and f"{tool}_error" not in row:
+                    row[f"{tool}_s"], row[f"{tool}_peak"] = median_run(got)
+                    row[f"{tool}_runs"] = [round(w, 2) for w, _ in got]
             rows.append(row)
             print(_line(row), flush=True)
     print()
