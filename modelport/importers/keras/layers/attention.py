@@ -93,15 +93,18 @@ def _mha_axes(layer: Layer, rank: int) -> tuple[int, ...]:
     return axes
 
 
+def _mha_sizes(layer: Layer):
+    """(heads, key_dim, value_dim, use_bias, weights, weights per projection)."""
+    c = layer.config
+    kd = int(c["key_dim"])
+    use_bias = c.get("use_bias", True)
+    return (int(c["num_heads"]), kd, int(c.get("value_dim") or kd), use_bias, layer.weights(),
+            2 if use_bias else 1)
+
+
 def _mha_sequence(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict) -> KT:
     """(batch, seq, features) inputs attending over the sequence, with masks."""
-    c = layer.config
-    heads = int(c["num_heads"])
-    kd = int(c["key_dim"])
-    vd = int(c.get("value_dim") or kd)
-    use_bias = c.get("use_bias", True)
-    ws = layer.weights()
-    step = 2 if use_bias else 1
+    heads, kd, vd, use_bias, ws, step = _mha_sizes(layer)
     xq, xk, xv = ctx.logical(q), ctx.logical(k), ctx.logical(v)
 
     def project(x, i, dim, name, perm_to):
@@ -169,7 +172,6 @@ def _mha_general(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict,
     attention..., dim)`` and its attention axes merged into one, so the scores are a single
     MatMul ``(B, other..., heads, Tq, Tk)``; the results are unmerged with their run-time
     shapes."""
-    c = layer.config
     if q.rank != v.rank or k.rank != v.rank:
         raise ValueError("MultiHeadAttention with query, value and key of different ranks "
                          "is not supported")
@@ -179,12 +181,7 @@ def _mha_general(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict,
         raise ValueError(f"MultiHeadAttention attention_axes={list(axes)} with a mask "
                          "(Keras mask, attention_mask or use_causal_mask) is not supported")
     r = q.rank
-    heads = int(c["num_heads"])
-    kd = int(c["key_dim"])
-    vd = int(c.get("value_dim") or kd)
-    use_bias = c.get("use_bias", True)
-    ws = layer.weights()
-    step = 2 if use_bias else 1
+    heads, kd, vd, use_bias, ws, step = _mha_sizes(layer)
     others = [a for a in range(1, r - 1) if a not in axes]
     lead = 2 + len(others)  # B, other axes, heads
     # Axes of a projection (B, d1..d{r-2}, heads, dim): heads at r - 1, dim at r.
