@@ -102,6 +102,24 @@ def _mha_sizes(layer: Layer):
             2 if use_bias else 1)
 
 
+def _mha_output(ctx: Context, layer: Layer, att, lead: int):
+    """The output projection of ``att`` (``lead`` kept axes, then heads * value_dim merged):
+    (result, output dims), reshaped when output_shape has several axes."""
+    heads, _, vd, use_bias, ws, step = _mha_sizes(layer)
+    oi = 3 * step
+    out_dims = [int(d) for d in ws[oi].shape[2:]]  # kernel (heads, vd, out...)
+    out_size = int(np.prod(out_dims))
+    wo = ctx.weight(layer, oi, "output_kernel", transform=lambda a: a.reshape(heads * vd, -1),
+                    shape=(heads * vd, out_size))
+    y = ctx.op("MatMul", att, wo)
+    if use_bias:
+        y = ctx.op("Add", y, ctx.weight(layer, oi + 1, "output_bias",
+                                        transform=lambda a: a.reshape(-1), shape=(out_size,)))
+    if len(out_dims) != 1:
+        y = ctx.op("Reshape", y, ints(ctx, [0] * lead + out_dims, "shape"))
+    return y, out_dims
+
+
 def _mha_sequence(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict) -> KT:
     """(batch, seq, features) inputs attending over the sequence, with masks."""
     heads, kd, vd, use_bias, ws, step = _mha_sizes(layer)
@@ -138,18 +156,7 @@ def _mha_sequence(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict) -> 
     att = ctx.op("MatMul", probs, vh)  # (N, h, T, vd)
     att = ctx.op("Reshape", ctx.op("Transpose", att, perm=[0, 2, 1, 3]),
                  ints(ctx, [0, 0, heads * vd], "shape"))
-    oi = 3 * step
-    oshape = tuple(ws[oi].shape)  # (h, vd, out...)
-    out_dim = int(np.prod(oshape[2:]))
-    wo = ctx.weight(layer, oi, "output_kernel", transform=lambda a: a.reshape(heads * vd, -1),
-                    shape=(heads * vd, out_dim))
-    y = ctx.op("MatMul", att, wo)
-    if use_bias:
-        y = ctx.op("Add", y, ctx.weight(layer, oi + 1, "output_bias",
-                                        transform=lambda a: a.reshape(-1), shape=(out_dim,)))
-    out_dims = [int(d) for d in oshape[2:]]
-    if len(out_dims) != 1:  # output_shape with several axes
-        y = ctx.op("Reshape", y, ints(ctx, [0, 0, *out_dims], "shape"))
+    y, out_dims = _mha_output(ctx, layer, att, 2)
     result = KT(y, (q.shape[0], q.shape[1], *out_dims), q.dtype)
     result.mask = qmask
     if not layer.keras2:
@@ -215,17 +222,7 @@ def _mha_general(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict,
     back = [q_order.index(a) for a in range(r + 1)]
     att = ctx.op("Transpose", att, perm=back)  # (B, d..., heads, vd)
     att = ctx.op("Reshape", att, ints(ctx, [0] * (r - 1) + [heads * vd], "shape"))
-    oi = 3 * step
-    out_dims = [int(d) for d in ws[oi].shape[2:]]
-    out_size = int(np.prod(out_dims))
-    wo = ctx.weight(layer, oi, "output_kernel", transform=lambda a: a.reshape(heads * vd, -1),
-                    shape=(heads * vd, out_size))
-    y = ctx.op("MatMul", att, wo)
-    if use_bias:
-        y = ctx.op("Add", y, ctx.weight(layer, oi + 1, "output_bias",
-                                        transform=lambda a: a.reshape(-1), shape=(out_size,)))
-    if len(out_dims) != 1:
-        y = ctx.op("Reshape", y, ints(ctx, [0] * (r - 1) + out_dims, "shape"))
+    y, out_dims = _mha_output(ctx, layer, att, r - 1)
     result = KT(y, (*q.shape[:-1], *out_dims), q.dtype)
     if not kw.get("return_attention_scores"):
         return result

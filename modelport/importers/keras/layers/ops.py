@@ -138,8 +138,8 @@ def _tf(*names: str):
     return register
 
 
-def _refuse(fn: str, what: str = "") -> ValueError:
-    return ValueError(f"TFOpLambda {fn!r}{' ' + what if what else ''} is not supported")
+def _refuse(fn: str, what: str = "", kind: str = "TFOpLambda") -> ValueError:
+    return ValueError(f"{kind} {fn!r}{' ' + what if what else ''} is not supported")
 
 
 def _args(fn: str, kw: dict, *allowed: str) -> dict:
@@ -181,31 +181,31 @@ def _tensor(fn: str, t) -> KT:
     return t
 
 
-def _konst(ctx: Context, fn: str, v, dtype) -> KT:
+def _konst(ctx: Context, fn: str, v, dtype, kind: str = "TFOpLambda") -> KT:
     """A Python constant (or constant KT) as a tensor of ``dtype``, as TF converts it."""
     if isinstance(v, KT):
         v = v.const
     arr = np.asarray(v)
     if arr.dtype.kind not in "biuf":
-        raise _refuse(fn, f"with the operand {v!r}")
+        raise _refuse(fn, f"with the operand {v!r}", kind)
     dtype = np.dtype(dtype)
     out = arr.astype(dtype)
     if not np.array_equal(out.astype(np.float64), arr.astype(np.float64)) and \
             dtype.kind != "f":
-        raise _refuse(fn, f"with the {dtype} tensor and the constant {v!r}")
+        raise _refuse(fn, f"with the {dtype} tensor and the constant {v!r}", kind)
     return KT(ctx.const(out, "c"), out.shape, out.dtype, const=out)
 
 
-def _operands(ctx: Context, fn: str, values: list) -> list[KT]:
+def _operands(ctx: Context, fn: str, values: list, kind: str = "TFOpLambda") -> list[KT]:
     """Operands of an element-wise function: constants take the tensors' dtype (TF requires
-    tensors of one dtype)."""
+    tensors of one dtype; so do ONNX's element-wise operators)."""
     tensors = [v for v in values if isinstance(v, KT) and v.const is None]
     if not tensors:
-        raise _refuse(fn, "on constants only")
+        raise _refuse(fn, "on constants only", kind)
     dtype = tensors[0].dtype
     if any(t.dtype != dtype for t in tensors):
-        raise _refuse(fn, "on tensors of different dtypes")
-    return [v if isinstance(v, KT) and v.const is None else _konst(ctx, fn, v, dtype)
+        raise _refuse(fn, "on tensors of different dtypes", kind)
+    return [v if isinstance(v, KT) and v.const is None else _konst(ctx, fn, v, dtype, kind)
             for v in values]
 
 
@@ -891,19 +891,9 @@ _COMPARE = {"Equal": "Equal", "NotEqual": "Equal", "Greater": "Greater",
 _LOGIC = {"LogicalAnd": "And", "LogicalOr": "Or", "LogicalXor": "Xor"}
 
 
-def _same_type(ctx: Context, inputs: list[KT]) -> list[KT]:
-    typed = [t for t in inputs if t.const is None]
-    if not typed:
-        return inputs
-    dtype = typed[0].dtype
-    return [t if t.const is None or t.dtype == dtype else
-            KT(ctx.const(t.const.astype(dtype), "scalar"), t.shape, dtype, const=t.const.astype(dtype))
-            for t in inputs]
-
-
 def _compare(name: str):
     def fn(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-        inputs = _same_type(ctx, inputs)
+        inputs = _operands(ctx, name, inputs, kind="Keras operation")
         perm, (a, b) = ctx.common_layout(inputs)
         y = ctx.op(_COMPARE[name], a, b)
         if name == "NotEqual":
