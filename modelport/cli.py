@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 verification failed, 2 bad input or unsupported content
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from typing import Any
@@ -108,9 +107,44 @@ def _progress(quiet: bool, as_json: bool):
 
 
 def _tolerances(rtol, atol):
-    from modelport.convert.verify import DEFAULT_ATOL, DEFAULT_RTOL
+    from modelport.convert.verify import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances
 
-    return (DEFAULT_RTOL if rtol is None else rtol, DEFAULT_ATOL if atol is None else atol)
+    rtol, atol = (DEFAULT_RTOL if rtol is None else rtol, DEFAULT_ATOL if atol is None else atol)
+    check_tolerances(rtol, atol)
+    return rtol, atol
+
+
+# With --json, standard output carries the report and nothing else: whatever a model or a
+# library prints (Python or C level) goes to standard error while modelport works.
+_json_out = None
+
+
+def _emit(text: str) -> None:
+    if _json_out is not None:
+        _json_out.write(text + "\n")
+        _json_out.flush()
+    else:
+        click.echo(text)
+
+
+def _emit_json(obj: Any) -> None:
+    from modelport.convert.verify import to_json
+
+    _emit(to_json(obj))
+
+
+def _protect_stdout() -> None:
+    global _json_out
+    import io
+    import os
+
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return
+    _json_out = os.fdopen(saved, "w", encoding="utf-8")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,7 +186,9 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, fm
         progress=_progress(quiet, as_json),
     )
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        d = result.to_dict()
+        d["verified"] = result.report is not None and result.report.verified
+        _emit_json(d)
     else:
         total = sum(result.seconds.values())
         click.echo(f"{result.source} ({result.format}) -> {result.output}: "
@@ -181,7 +217,7 @@ def verify(src, converted, fmt, weights, inputs, trust_code, random_weights, nch
                           seed=seed, inputs=inputs_file, per_layer=per_layer, device=device,
                           progress=_progress(quiet, as_json))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        _emit_json(report.to_dict())
     else:
         click.echo(report.table())
     if not report.passed:
@@ -201,7 +237,7 @@ def inspect(model, fmt, weights, inputs, trust_code, random_weights, nchw_inputs
     ir_model, spec = import_model(model, format=fmt, options=options)
     info = summarize(ir_model, spec, model)
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        _emit_json(info)
         return
     click.echo(f"{info['source']}: {spec.description}, opset {info['opset']}, "
                f"{info['nodes']} nodes")
@@ -248,7 +284,7 @@ def formats(as_json):
                       "needs " + ", ".join(sorted({_extra(m, e) for m, e in missing})),
         })
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        _emit_json(rows)
         return
     for r in rows:
         click.echo(f"{r['name']:<11} {r['description']} ({', '.join(r['extensions'])})")
@@ -261,9 +297,19 @@ def _on_sigterm(signum, frame):  # turn SIGTERM into a clean exit so temp output
     raise KeyboardInterrupt
 
 
+def _fail(message: str, code: int, as_json: bool) -> None:
+    click.echo(f"modelport: {message}", err=True)
+    if as_json:  # a CI job reading stdout still gets a report object
+        _emit_json({"passed": False, "verified": False, "error": message, "exit_code": code})
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    as_json = "--json" in argv and argv[:1] != ["formats"]
+    if as_json:
+        _protect_stdout()
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not in the main thread
@@ -273,28 +319,27 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        if as_json:
+            _fail(f"error: {exc.format_message()}", 2, True)
         exc.show()
         sys.exit(2)
     except click.exceptions.Abort:
-        click.echo("modelport: interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", 130, as_json)
     except ModelportError as exc:
         if debug:
             raise
-        click.echo(f"modelport: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(f"error: {exc}", exc.exit_code, as_json)
     except KeyboardInterrupt:
-        click.echo("modelport: interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", 130, as_json)
     except SystemExit:
         raise
     except Exception as exc:
         if debug:
             raise
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        click.echo(f"modelport: internal error: {type(exc).__name__}: {text} "
-                   "(rerun with --debug for the traceback, and please report it)", err=True)
-        sys.exit(EXIT_INTERNAL)
+        _fail(f"internal error: {type(exc).__name__}: {text} "
+              "(rerun with --debug for the traceback, and please report it)", EXIT_INTERNAL,
+              as_json)
 
 
 if __name__ == "__main__":

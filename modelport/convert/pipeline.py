@@ -12,10 +12,11 @@ from typing import Any
 import onnx_ir as ir
 
 from modelport.convert.progress import NULL, Progress
-from modelport.convert.verify import LAYER_MAP_KEY
+from modelport.convert.verify import LAYER_MAP_KEY, LAYER_SKIPS_KEY
 from modelport.errors import InvalidModelError, MissingDependencyError, ModelportError
-from modelport.graph_ir import layer_outputs, validate
+from modelport.graph_ir import validate
 from modelport.graph_ir.io import select_outputs, set_input_shapes
+from modelport.graph_ir.source import layer_map
 from modelport.importers.registry import FormatSpec, LoadOptions, detect_format, get_format
 
 FORMAT_KEY = "modelport.source_format"
@@ -54,8 +55,10 @@ def import_model(
         ) from exc
     set_input_shapes(model, options.input_shapes)
     select_outputs(model, options.outputs)
-    layers = {k: [v.name for v in vs] for k, vs in layer_outputs(model.graph).items()}
+    layers, skips = layer_map(model)
     model.metadata_props[LAYER_MAP_KEY] = json.dumps(layers, separators=(",", ":"))
+    if skips:
+        model.metadata_props[LAYER_SKIPS_KEY] = json.dumps(skips, separators=(",", ":"))
     model.metadata_props[FORMAT_KEY] = spec.name
     validate(model)
     return model, spec

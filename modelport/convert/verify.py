@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from modelport.errors import InputSpecError, InvalidModelError
 
 LAYER_MAP_KEY = "modelport.layer_outputs"
 SOURCE_PERM_KEY = "modelport.source_perm"
+LAYER_SKIPS_KEY = "modelport.layer_skips"
 DEFAULT_RTOL = 1e-3
 DEFAULT_ATOL = 1e-4
 SYMBOLIC_BATCH = 1
@@ -29,15 +31,24 @@ SYMBOLIC_OTHER = 32
 @dataclasses.dataclass
 class Comparison:
     name: str
-    shape: list[int]
+    shape: list[int]  # the converted value's shape
     max_abs: float
     max_rel: float
     mismatched: int
     passed: bool
     note: str = ""
+    reference_shape: list[int] | None = None  # set when it differs from ``shape``
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class NotCompared:
+    """A source layer that per-layer verification did not compare, and why."""
+
+    layer: str
+    reason: str
 
 
 @dataclasses.dataclass
@@ -54,13 +65,26 @@ class VerifyReport:
     layers: list[Comparison] | None = None
     first_diverging_layer: str | None = None
     seconds: float = 0.0
+    # Layout changes the importer made on purpose, as recorded in the converted model:
+    # value name -> the permutation applied to the converted value to get the source's layout.
+    layouts: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    not_compared: list[NotCompared] = dataclasses.field(default_factory=list)
+    # Set when the reference cannot reproduce the file's semantics: the report then never
+    # passes, whatever the numbers say.
+    cannot_judge: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Something was compared, by a reference that can judge the file."""
+        return bool(self.outputs) and self.cannot_judge is None
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.outputs)
+        return self.verified and all(c.passed for c in self.outputs)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["verified"] = self.verified
         d["passed"] = self.passed
         return d
 
@@ -71,18 +95,31 @@ class VerifyReport:
         lines = [f"verified against {self.reference}; converted model in {self.runtime}",
                  f"inputs: seed {self.seed}, " + ", ".join(
                      f"{k} {'x'.join(map(str, v))}" for k, v in self.inputs.items()),
-                 f"tolerance: rtol={self.rtol:g} atol={self.atol:g}",
-                 _format(rows)]
+                 f"tolerance: rtol={self.rtol:g} atol={self.atol:g}"]
+        for name, perm in self.layouts.items():
+            lines.append(f"layout: {name} of the converted model, transposed by "
+                         f"({','.join(map(str, perm))}), is the source's (recorded by the "
+                         "importer)")
+        lines.append(_format(rows) if self.outputs else "no output was compared")
         if self.layers is not None:
             lrows = [("layer", "shape", "max abs err", "max rel err", "result")]
             lrows += [_row(c) for c in self.layers]
             lines.append("")
-            lines.append(_format(lrows))
+            if self.layers:
+                lines.append(_format(lrows))
+            for nc in self.not_compared:
+                lines.append(f"not compared: {nc.layer}: {nc.reason}")
+            skipped = f"; {len(self.not_compared)} not compared" if self.not_compared else ""
             if self.first_diverging_layer:
-                lines.append(f"first diverging layer: {self.first_diverging_layer}")
+                lines.append(f"first diverging layer: {self.first_diverging_layer}{skipped}")
             else:
-                lines.append(f"all {len(self.layers)} compared layers agree")
-        lines.append("PASS" if self.passed else "FAIL")
+                lines.append(f"all {len(self.layers)} compared layers agree{skipped}")
+        if self.cannot_judge:
+            lines.append(f"CANNOT JUDGE: {self.cannot_judge}")
+        elif not self.outputs:
+            lines.append("NOT VERIFIED: nothing was compared")
+        else:
+            lines.append("PASS" if self.passed else "FAIL")
         return "\n".join(lines)
 
 
@@ -99,45 +136,82 @@ def _format(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> Comparison:
+def check_tolerances(rtol: float, atol: float) -> None:
+    """Tolerances must be finite and non-negative: NaN would make every comparison pass."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        try:
+            ok = math.isfinite(float(value)) and float(value) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputSpecError(f"--{name} {value!r}: a tolerance must be a finite number >= 0")
+
+
+def compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: float,
+            note: str = "") -> Comparison:
+    """Compare a converted value with the reference's. Shapes must be equal: a value whose
+    shape differs fails even when the element counts agree (no reshaping)."""
     got = np.asarray(got)
     want = np.asarray(want)
     if got.shape != want.shape:
-        if got.size == want.size and got.size > 0:
-            got = got.reshape(want.shape)
-            note = f"shape {list(np.shape(got))} vs reference {list(want.shape)}"
-        else:
-            return Comparison(name, list(got.shape), float("inf"), float("inf"), got.size, False,
-                              f"shape {list(got.shape)}, reference has {list(want.shape)}")
-    else:
-        note = ""
+        why = f"shape {list(got.shape)}, reference has {list(want.shape)}"
+        return Comparison(name, list(got.shape), float("inf"), float("inf"), max(got.size, 1),
+                          False, f"{note}; {why}" if note else why,
+                          reference_shape=list(want.shape))
     if got.size == 0:
         return Comparison(name, list(want.shape), 0.0, 0.0, 0, True, note)
     if want.dtype.kind in "fc" or got.dtype.kind in "fc":
-        g = got.astype(np.float64)
-        w = want.astype(np.float64)
-        both_nan = np.isnan(g) & np.isnan(w)
-        diff = np.where(both_nan, 0.0, np.abs(g - w))
-        diff = np.where(np.isnan(diff), np.inf, diff)
-        bad = diff > atol + rtol * np.abs(np.where(np.isnan(w), 0, w))
-        same_inf = np.isinf(g) & np.isinf(w) & (np.sign(g) == np.sign(w))
-        bad &= ~same_inf
-        diff = np.where(same_inf, 0.0, diff)
-        max_abs = float(diff.max())
-        scale = np.abs(w)
-        rel_mask = scale > atol
-        max_rel = float((diff[rel_mask] / scale[rel_mask]).max()) if rel_mask.any() else 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _compare_floats(name, got, want, rtol, atol, note)
+    if got.dtype.kind in "USO" or want.dtype.kind in "USO":
+        bad = got.astype(str) != want.astype(str)
+        max_abs = float(bad.any())
     else:
-        if got.dtype.kind in "US" or want.dtype.kind in "US":
-            bad = got.astype(str) != want.astype(str)
-            max_abs = float(bad.any())
-        else:
-            diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-            bad = diff > 0
-            max_abs = float(diff.max())
-        max_rel = 0.0 if not bad.any() else float("inf")
+        diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        bad = diff > 0
+        max_abs = float(diff.max())
+    max_rel = 0.0 if not bad.any() else float("inf")
     mismatched = int(bad.sum())
     return Comparison(name, list(want.shape), max_abs, max_rel, mismatched, mismatched == 0, note)
+
+
+def _compare_floats(name: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: float,
+                    note: str) -> Comparison:
+    g = got.astype(np.float64)
+    w = want.astype(np.float64)
+    both_nan = np.isnan(g) & np.isnan(w)
+    diff = np.where(both_nan, 0.0, np.abs(g - w))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    bad = diff > atol + rtol * np.abs(np.where(np.isnan(w), 0, w))
+    same_inf = np.isinf(g) & np.isinf(w) & (np.sign(g) == np.sign(w))
+    # An infinite reference makes atol + rtol*|ref| infinite: anything would pass it.
+    bad |= (np.isinf(g) | np.isinf(w)) & ~same_inf
+    bad &= ~same_inf
+    diff = np.where(same_inf, 0.0, diff)
+    max_abs = float(diff.max())
+    scale = np.abs(w)
+    rel_mask = scale > atol
+    max_rel = float((diff[rel_mask] / scale[rel_mask]).max()) if rel_mask.any() else 0.0
+    mismatched = int(bad.sum())
+    return Comparison(name, list(want.shape), max_abs, max_rel, mismatched, mismatched == 0, note)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float written as the string "inf", "-inf" or "nan", so
+    that the result is strict JSON (json.dumps(..., allow_nan=False) accepts it)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    return obj
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False)
 
 
 def concrete_shape(shape: list, override: list | None = None) -> list[int]:
@@ -236,6 +310,14 @@ def to_source_layout(value: np.ndarray, layout: str, want_shape: tuple) -> np.nd
     return np.transpose(value, [p.index(i) for i in range(len(p))])
 
 
+def layer_skips(proto: onnx.ModelProto) -> dict[str, str]:
+    """Source layers the importer says have no value of their own, with the reason."""
+    for entry in proto.metadata_props:
+        if entry.key == LAYER_SKIPS_KEY:
+            return json.loads(entry.value)
+    return {}
+
+
 def verify_files(
     reference,
     converted: str,
@@ -252,6 +334,7 @@ def verify_files(
 ) -> VerifyReport:
     from modelport.convert.runners.onnxruntime import OrtRunner
 
+    check_tolerances(rtol, atol)
     start = time.perf_counter()
     runner = OrtRunner(converted, device=device)  # a clear error if it is not runnable ONNX
     try:
@@ -276,19 +359,26 @@ def verify_files(
     want = reference.run(ref_feeds)
     got = runner.run(feeds)
     comparisons = []
+    layouts = {k: v for k, v in perms.items() if k in feeds}
     for name in runner.output_names():
         value = got[name]
+        note = ""
         if name in perms:
             value = np.transpose(value, perms[name])
+            layouts[name] = perms[name]
+            note = f"transposed by ({','.join(map(str, perms[name]))}) to the source layout"
         if name not in want:
-            comparisons.append(Comparison(name, list(value.shape), float("inf"), float("inf"),
-                                          0, False, "the reference has no output of this name"))
+            comparisons.append(Comparison(
+                name, list(value.shape), float("inf"), float("inf"), 0, False,
+                "the reference has no output of this name (it has "
+                f"{', '.join(sorted(want)) or 'none'})"))
             continue
-        comparisons.append(compare(name, value, want[name], rtol, atol))
+        comparisons.append(compare(name, value, want[name], rtol, atol, note))
     report = VerifyReport(
         source=source_label, converted=os.fspath(converted), reference=reference.name,
         runtime=runner.name, rtol=rtol, atol=atol, seed=seed,
         inputs={k: list(v.shape) for k, v in feeds.items()}, outputs=comparisons,
+        layouts=layouts, cannot_judge=getattr(reference, "cannot_judge", None),
     )
     if per_layer:
         _compare_layers(report, reference, proto, converted, feeds, ref_feeds, rtol, atol, device)
@@ -297,33 +387,68 @@ def verify_files(
 
 
 def _compare_layers(report, reference, proto, converted, feeds, ref_feeds, rtol, atol, device):
+    """Compare every source layer that has a value of its own in the converted model; list
+    every other one with the reason it was not compared."""
     from modelport.convert.runners.onnxruntime import OrtRunner
 
-    layers = layer_map(proto)
     if not hasattr(reference, "run_layers"):
         raise InputSpecError(f"per-layer verification is not available against {reference.name}")
+    layers = layer_map(proto)
+    skipped: dict[str, str] = dict(layer_skips(proto))
     names = [n for values in layers.values() for n in values]
     runner = OrtRunner(converted, device=device, extra_outputs=names)
     exposed = set(runner.exposed)
-    present = {layer: values for layer, values in layers.items()
-               if values and all(v in exposed for v in values)}
+    in_graph = {o for node in proto.graph.node for o in node.output} | \
+        {i.name for i in proto.graph.input}
+    present: dict[str, list[str]] = {}
+    for layer, values in layers.items():
+        if layer in skipped:
+            continue
+        lost = [v for v in values if v not in exposed]
+        if not values:
+            skipped[layer] = "no value of its own in the converted model"
+        elif any(v not in in_graph for v in lost):
+            skipped[layer] = ("its value was fused into another node by optimisation "
+                              "(convert with -O0 to compare it)")
+        elif lost:
+            skipped[layer] = "onnxruntime cannot expose its value (its type is not known)"
+        else:
+            present[layer] = values
     got = runner.run(feeds, [v for values in present.values() for v in values])
     want = reference.run_layers(ref_feeds, present)
+    ref_reasons = getattr(reference, "layer_reasons", None) or {}
     layouts = value_layouts(proto)
     report.layers = []
     for layer, values in present.items():
         if layer not in want:
+            skipped[layer] = ref_reasons.get(
+                layer, f"{reference.name} did not give this layer's value")
             continue
-        for i, (vname, ref) in enumerate(zip(values, want[layer])):
+        refs = want[layer]
+        if len(refs) != len(values):
+            skipped[layer] = (f"the reference gave {len(refs)} values for it, the converted "
+                              f"model {len(values)}")
+            continue
+        for i, (vname, ref) in enumerate(zip(values, refs)):
             value = got[vname]
+            note = ""
             if vname in layouts and value.size == np.size(ref):
                 value = to_source_layout(value, layouts[vname], np.shape(ref))
+                note = f"layout {layouts[vname]} (recorded by the importer)"
             elif value.shape != np.shape(ref) and value.ndim >= 3:
                 cl = np.moveaxis(value, 1, -1)  # channels-first ONNX vs channels-last source
                 if cl.shape == np.shape(ref):
                     value = cl
+                    note = "channels axis moved last to match the source"
             label = layer if len(values) == 1 else f"{layer}[{i}]"
-            c = compare(label, value, ref, rtol, atol)
+            c = compare(label, value, ref, rtol, atol, note)
             report.layers.append(c)
             if not c.passed and report.first_diverging_layer is None:
                 report.first_diverging_layer = layer
+    source_layers = getattr(reference, "layer_names", None)
+    if callable(source_layers):
+        known = set(layers) | set(skipped)
+        for layer in source_layers():
+            if layer not in known:
+                skipped[layer] = "the converted model has no value for it"
+    report.not_compared = [NotCompared(k, v) for k, v in skipped.items()]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelport.graph_ir.source import set_source
+from modelport.graph_ir.source import LAYER_SKIPS_META, LAYER_VALUES_META, set_source
 
 DEFAULT_OPSET = 17
 PRODUCER_NAME = "modelport"
@@ -38,6 +38,22 @@ class GraphBuilder:
         self._names: set[str] = set()
         self._counters: dict[str, int] = {}
         self._layer: str | None = None
+        self._layer_values: dict[str, list[ir.Value]] = {}
+        self._layer_skips: dict[str, str] = {}
+
+    # -- what each source layer returns (per-layer verification) -------------------------------
+    def layer_returns(self, layer: str, values: Sequence[ir.Value]) -> None:
+        """State that source layer ``layer`` returns ``values`` (in the source's order).
+
+        Without it a layer maps to the outputs of the last node it created, which is wrong for
+        a layer whose last node computes something else (a mask, say)."""
+        self._layer_values[layer] = list(values)
+        self._layer_skips.pop(layer, None)
+
+    def layer_has_no_value(self, layer: str, reason: str) -> None:
+        """State that ``layer`` has no value of its own in the graph, and why."""
+        self._layer_skips[layer] = reason
+        self._layer_values.pop(layer, None)
 
     # -- naming -------------------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
@@ -178,6 +194,10 @@ class GraphBuilder:
         )
         if metadata:
             model.metadata_props.update(metadata)
+        if self._layer_values:
+            model.meta[LAYER_VALUES_META] = dict(self._layer_values)
+        if self._layer_skips:
+            model.meta[LAYER_SKIPS_META] = dict(self._layer_skips)
         return model
 
 

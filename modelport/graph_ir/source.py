@@ -12,6 +12,12 @@ from collections.abc import Iterable
 import onnx_ir as ir
 
 SOURCE_KEY = "modelport.source"
+# In ``model.meta`` (not serialised): what an importer states explicitly about its layers.
+# LAYER_VALUES_META: {layer: [ir.Value]} the values a layer returns (overrides the last-node
+# rule of :func:`layer_outputs`); LAYER_SKIPS_META: {layer: reason} layers without a value of
+# their own (e.g. a convolution whose BatchNormalization was folded into it).
+LAYER_VALUES_META = "modelport.layer_values"
+LAYER_SKIPS_META = "modelport.layer_skips"
 
 
 def set_source(node: ir.Node, layer: str | None) -> None:
@@ -40,3 +46,19 @@ def fill_missing_sources(nodes: Iterable[ir.Node], default: str) -> None:
     for node in nodes:
         if SOURCE_KEY not in node.metadata_props:
             node.metadata_props[SOURCE_KEY] = default
+
+
+def layer_map(model: ir.Model) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Source layer -> names of the values it returns, and layer -> why it has none.
+
+    Layers the importer stated explicitly (``LAYER_VALUES_META``) map to those values; the
+    others to the outputs of their last node (:func:`layer_outputs`).
+    """
+    layers = {k: [v.name for v in vs] for k, vs in layer_outputs(model.graph).items()}
+    explicit = model.meta.get(LAYER_VALUES_META) or {}
+    for layer, values in explicit.items():
+        layers[layer] = [v.name for v in values if v is not None and v.name]
+    skips = dict(model.meta.get(LAYER_SKIPS_META) or {})
+    for layer in skips:
+        layers.pop(layer, None)
+    return layers, skips

@@ -31,19 +31,51 @@ class OpenCVCaffeReference:
         self._detections: set[str] = set()
 
     def _io_names(self, options) -> dict:
-        """ONNX input/output names -> Caffe blob names, from a structure-only import."""
-        import json
+        """ONNX input/output names -> Caffe blob names, derived from the prototxt alone (the
+        reference must not depend on the importer it checks): inputs are the declared ones,
+        outputs the blobs produced and not consumed afterwards, where a blob that only
+        ``Silence`` layers consume still counts as an output (as OpenCV has it)."""
+        import re
 
-        from modelport.importers.caffe.load import IO_KEY, build
+        from modelport.importers.caffe.load import INPUT_TYPES, layer_active
         from modelport.importers.caffe.proto import read_net
-        from modelport.importers.registry import LoadOptions
 
         net, _ = read_net(self.prototxt)
-        opts = LoadOptions(input_shapes=dict(options.input_shapes), random_weights=True,
-                           outputs=options.outputs,
-                           extra={"ignore_unknown_fields": True})
-        model = build(net, [], None, opts, self.prototxt)
-        return json.loads(model.metadata_props[IO_KEY])
+        active = [layer for layer in net.layer if layer_active(layer)]
+        inputs = list(net.input) + [t for layer in active if layer.type in INPUT_TYPES
+                                    for t in layer.top]
+        if options.outputs:
+            outputs = list(options.outputs)
+        else:
+            order: list[str] = []
+            consumed: set[str] = set()
+            for layer in active:
+                if layer.type in INPUT_TYPES:
+                    continue
+                if layer.type != "Silence":
+                    consumed.update(layer.bottom)
+                for top in layer.top:
+                    order.append(top)
+                    consumed.discard(top)
+            outputs = list(dict.fromkeys(t for t in order
+                                         if t not in consumed and t not in inputs))
+        # ONNX value names are the blob names with characters ONNX tools dislike replaced.
+        def onnx_name(blob: str) -> str:
+            return re.sub(r"[^A-Za-z0-9_.:/\-]", "_", blob) or "value"
+
+        return {"inputs": {onnx_name(b): b for b in inputs},
+                "outputs": {onnx_name(b): b for b in outputs}}
+
+    def layer_names(self) -> list[str]:
+        """Every active layer that computes something (not inputs, Split or Silence)."""
+        from modelport.importers.caffe.load import INPUT_TYPES, layer_active, opencv_layer_names
+        from modelport.importers.caffe.proto import read_net
+
+        net, _ = read_net(self.prototxt)
+        active = [(i, layer) for i, layer in enumerate(net.layer) if layer_active(layer)]
+        names = opencv_layer_names([layer.name or f"{layer.type}_{i}" for i, layer in active])
+        return [n for (_, layer), n in zip(active, names)
+                if layer.type not in (*INPUT_TYPES, "Split", "Silence")]
 
     def _net(self, fusion: bool = True):
         cv2 = self.cv2
@@ -112,19 +144,27 @@ class OpenCVCaffeReference:
         self._layer_of_blob(net)
         known = set(net.getLayerNames())
         out: dict[str, list[np.ndarray]] = {}
+        self.layer_reasons: dict[str, str] = {}
         for layer, values in layers.items():
             if layer not in known:
+                self.layer_reasons[layer] = "OpenCV has no layer of this name"
                 continue
             self._set_inputs(net, feeds)
             try:
                 blobs = net.forwardAndRetrieve([layer])[0] if len(values) > 1 else [
                     net.forward(layer)]
-            except self.cv2.error:
+            except self.cv2.error as exc:
+                lines = str(exc).strip().splitlines()
+                self.layer_reasons[layer] = f"OpenCV failed to compute it: " \
+                    f"{lines[-1] if lines else 'error'}"
                 continue
             if len(blobs) >= len(values):
                 out[layer] = [np.asarray(b) for b in blobs[: len(values)]]
                 if layer in self._detections:
                     out[layer] = [trim_detections(b) for b in out[layer]]
+            else:
+                self.layer_reasons[layer] = (f"OpenCV gives {len(blobs)} values for it, the "
+                                             f"converted model {len(values)}")
         return out
 
 

@@ -84,16 +84,7 @@ class KerasReference:
                                  path=path) from exc
 
     def _call(self, model: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        xs = [feeds[n] for n in self.inputs]
-        struct = getattr(model, "_inputs_struct", None)  # Keras 3: call with the same nesting
-        if isinstance(struct, dict):
-            arg = dict(zip(struct, xs))
-        elif isinstance(struct, (list, tuple)) or len(xs) > 1:
-            arg = xs
-        else:
-            arg = xs[0]
-        out = model(arg, training=False)
-        return [_np(o) for o in _flat(out)]
+        return self._call_list(model, [feeds[n] for n in self.inputs])
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
@@ -151,19 +142,68 @@ class KerasReference:
         return {"outputs": outputs,
                 "layers": {n: [v for _, v in sorted(vs)] for n, vs in per_layer.items()}}
 
-    def _layer_tensors(self, name: str) -> list | None:
+    def _inbound(self, layer: Any, what: str) -> list | None:
+        """The tensors of ``layer``'s last call in its parent model (``what``: input/output)."""
         try:
-            layer = self.model.get_layer(name)
-        except ValueError:
-            return None
-        try:
-            if hasattr(layer, "get_output_at"):
-                out = layer.get_output_at(-1)
-            else:
-                out = layer._inbound_nodes[-1].outputs
+            if hasattr(layer, f"get_{what}_at"):  # tf_keras
+                return _flat(getattr(layer, f"get_{what}_at")(-1))
+            node = layer._inbound_nodes[-1]
+            return _flat(node.input_tensors if what == "input" else node.outputs)
         except Exception:
             return None
-        return _flat(out)
+
+    def _scope(self, prefix: tuple[str, ...], feeds: dict[str, np.ndarray], cache: dict):
+        """The (nested) model named by ``prefix`` and the values of its inputs.
+
+        A layer inside a nested model has tensors of the nested model's own graph; they are
+        computed by running the nested model on the values its call receives in the parent.
+        """
+        if prefix in cache:
+            return cache[prefix]
+        if not prefix:
+            result = self.model, [feeds[n] for n in self.inputs]
+        else:
+            parent, parent_values = self._scope(prefix[:-1], feeds, cache)
+            if parent is None:
+                result = None, None
+            else:
+                try:
+                    inner = parent.get_layer(prefix[-1])
+                except ValueError:
+                    inner = None
+                tensors = self._inbound(inner, "input") if inner is not None else None
+                if not tensors or not hasattr(inner, "get_layer"):
+                    result = None, None
+                else:
+                    probe = self.keras.Model(parent.inputs, tensors)
+                    result = inner, self._call_list(probe, parent_values)
+        cache[prefix] = result
+        return result
+
+    def _call_list(self, model: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+        struct = getattr(model, "_inputs_struct", None)
+        if isinstance(struct, dict):
+            arg = dict(zip(struct, xs))
+        elif isinstance(struct, (list, tuple)) or len(xs) > 1:
+            arg = list(xs)
+        else:
+            arg = xs[0]
+        return [_np(o) for o in _flat(model(arg, training=False))]
+
+    def layer_names(self) -> list[str]:
+        """Every source layer, nested models' layers as ``outer/inner`` (inputs left out)."""
+        names: list[str] = []
+
+        def walk(model: Any, prefix: str) -> None:
+            for layer in getattr(model, "layers", []):
+                if type(layer).__name__ == "InputLayer":
+                    continue
+                names.append(prefix + layer.name)
+                if hasattr(layer, "get_layer") and hasattr(layer, "layers"):
+                    walk(layer, prefix + layer.name + "/")
+
+        walk(self.model, "")
+        return names
 
     def run_layers(self, feeds: dict[str, np.ndarray],
                    layers: dict[str, list[str]]) -> dict[str, list[np.ndarray]]:
@@ -176,35 +216,57 @@ class KerasReference:
 
     def _run_layers(self, feeds: dict[str, np.ndarray],
                     layers: dict[str, list[str]]) -> dict[str, list[np.ndarray]]:
-        wanted: dict[str, list] = {}
-        for name, values in layers.items():
-            tensors = self._layer_tensors(name)
-            if tensors and len(tensors) == len(values):
-                wanted[name] = tensors
-        names = list(wanted)
-        flat = [t for n in names for t in wanted[n]]
-        try:
-            probe = self.keras.Model(self.model.inputs, flat)
-        except Exception:
-            keep = []
-            for n in names:
-                try:
-                    self.keras.Model(self.model.inputs, wanted[n])
-                    keep.append(n)
-                except Exception:
-                    continue
-            names = keep
-            flat = [t for n in names for t in wanted[n]]
-            if not flat:
-                return {}
-            probe = self.keras.Model(self.model.inputs, flat)
-        results = self._call(probe, feeds)
+        self.layer_reasons: dict[str, str] = {}
+        groups: dict[tuple[str, ...], dict[str, str]] = {}
+        for name in layers:
+            *prefix, last = name.split("/")
+            groups.setdefault(tuple(prefix), {})[name] = last
         out: dict[str, list[np.ndarray]] = {}
-        i = 0
-        for n in names:
-            k = len(wanted[n])
-            out[n] = results[i:i + k]
-            i += k
+        cache: dict = {}
+        for prefix, members in groups.items():
+            model, values = self._scope(prefix, feeds, cache)
+            if model is None:
+                for name in members:
+                    self.layer_reasons[name] = (f"Keras cannot run the nested model "
+                                                f"{'/'.join(prefix)!r} on its own")
+                continue
+            wanted: dict[str, list] = {}
+            for name, short in members.items():
+                try:
+                    layer = model.get_layer(short)
+                except ValueError:
+                    self.layer_reasons[name] = "Keras has no layer of this name"
+                    continue
+                tensors = self._inbound(layer, "output")
+                if not tensors:
+                    self.layer_reasons[name] = "Keras does not expose this layer's output"
+                elif len(tensors) != len(layers[name]):
+                    self.layer_reasons[name] = (f"Keras gives {len(tensors)} outputs for it, "
+                                                f"the converted model {len(layers[name])}")
+                else:
+                    wanted[name] = tensors
+            names = list(wanted)
+            try:
+                probe = self.keras.Model(model.inputs, [t for n in names for t in wanted[n]])
+            except Exception:
+                keep = []
+                for n in names:
+                    try:
+                        self.keras.Model(model.inputs, wanted[n])
+                        keep.append(n)
+                    except Exception as exc:
+                        self.layer_reasons[n] = (f"Keras cannot build a model up to this layer "
+                                                 f"({type(exc).__name__})")
+                names = keep
+                if not names:
+                    continue
+                probe = self.keras.Model(model.inputs, [t for n in names for t in wanted[n]])
+            results = self._call_list(probe, values)
+            i = 0
+            for n in names:
+                k = len(wanted[n])
+                out[n] = results[i:i + k]
+                i += k
         return out
 
 

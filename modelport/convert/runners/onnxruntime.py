@@ -140,10 +140,12 @@ class OnnxReference:
 
     def __init__(self, path: str, options=None, *, device: str = "cpu") -> None:
         self.path = path
-        self.device = device
+        # The reference stays independent of the converted side: whatever --device the
+        # converted model runs on, the original runs on the CPU.
+        self.device = "cpu"
         # With --output, the converted model's outputs are values inside the original graph.
         self.outputs = list(options.outputs) if options is not None and options.outputs else None
-        self._runner = OrtRunner(path, device=device, optimize=False,
+        self._runner = OrtRunner(path, device=self.device, optimize=False,
                                  extra_outputs=self.outputs or ())
         self.name = self._runner.name + " on the original"
 

@@ -293,6 +293,7 @@ class Walker:
                     self.ctx.args = [resolve(a) for a in call.nested] \
                         if call.nested is not None else args
                     outs = self.translate(layers_cache[layer.name], layer, args, kwargs)
+                self._record_returns("/".join(path), outs)
                 # Keras 2 counts a nested model's own construction as its node 0.
                 node = ci + 1 if layer.class_name in MODEL_CLASSES and self.keras2 else ci
                 for j, t in enumerate(outs):
@@ -311,6 +312,17 @@ class Walker:
                 raise InvalidModelError(f"the model output {ref.layer!r} is never computed")
             result.append(produced[key])
         return result
+
+    def _record_returns(self, name: str, outs: list[KT]) -> None:
+        """What the layer returns, for per-layer verification (its last call counts, as in
+        the reference); a convolution with a BatchNormalization folded in has no value."""
+        bn = self.ctx.bn_fold.get(name)
+        if bn is not None:
+            self.ctx.b.layer_has_no_value(
+                name, f"the BatchNormalization {bn.name!r} after it is folded into it at "
+                "import; their combined value is compared as that layer")
+        else:
+            self.ctx.b.layer_returns(name, [t.value for t in outs])
 
     def translate(self, layer: Layer, spec: LayerSpec, args: list, kwargs: dict) -> list[KT]:
         fn = _lookup(spec)
