@@ -97,7 +97,34 @@ def verify_options(fn):
                       help="Also compare every source layer and name the first that differs.")(fn)
     fn = click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu",
                       show_default=True, help="onnxruntime execution provider.")(fn)
+    fn = click.option("--junit", "junit_file", type=click.Path(dir_okay=False), default=None,
+                      help="Also write the verification as JUnit XML (for CI).")(fn)
+    fn = click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
+                      help="Also write the verification as a self-contained HTML page.")(fn)
     return fn
+
+
+def _single_reports(name: str, source: str, document: dict, status: str, seconds: float,
+                    junit_file: str | None, html_file: str | None) -> None:
+    """--junit/--html for one model: the same reports a batch writes, with one model."""
+    if not junit_file and not html_file:
+        return
+    import os
+
+    from modelport.convert.batch import ModelResult
+    from modelport.convert.reports import write_html, write_junit
+
+    m = ModelResult(os.path.basename(name), source, status, 0, seconds, report=document)
+    if status == "failed":
+        w = m.worst
+        m.error = (f"verification failed: output {w['name']!r} max abs err {w['max_abs']}"
+                   if w else "verification failed")
+    elif status == "error":
+        m.error = "nothing was compared"
+    if junit_file:
+        write_junit(junit_file, [m])
+    if html_file:
+        write_html(html_file, [m])
 
 
 def _progress(quiet: bool, as_json: bool):
@@ -171,7 +198,7 @@ def cli() -> None:
 @common_options
 def convert(src, out, outputs, opset, level, force, external_data, do_verify, fmt, weights,
             inputs, trust_code, random_weights, nchw_inputs, dynamic, inputs_file, seed, rtol,
-            atol, per_layer, device, debug, quiet, as_json):
+            atol, per_layer, device, junit_file, html_file, debug, quiet, as_json):
     """Convert SRC to ONNX at OUT (`-o`)."""
     from modelport.convert.pipeline import convert as run
 
@@ -185,9 +212,13 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, fm
                            per_layer=per_layer, device=device),
         progress=_progress(quiet, as_json),
     )
+    d = result.to_dict()
+    d["verified"] = result.report is not None and result.report.verified
+    if result.report is not None:
+        status = "passed" if result.passed else "failed" if result.report.verified else "error"
+        _single_reports(out, src, d, status, sum(result.seconds.values()), junit_file,
+                        html_file)
     if as_json:
-        d = result.to_dict()
-        d["verified"] = result.report is not None and result.report.verified
         _emit_json(d)
     else:
         total = sum(result.seconds.values())
@@ -207,7 +238,8 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, fm
 @verify_options
 @common_options
 def verify(src, converted, fmt, weights, inputs, trust_code, random_weights, nchw_inputs,
-           dynamic, inputs_file, seed, rtol, atol, per_layer, device, debug, quiet, as_json):
+           dynamic, inputs_file, seed, rtol, atol, per_layer, device, junit_file, html_file,
+           debug, quiet, as_json):
     """Compare CONVERTED (ONNX) with SRC on the same inputs."""
     from modelport.convert.pipeline import verify_model
 
@@ -216,6 +248,9 @@ def verify(src, converted, fmt, weights, inputs, trust_code, random_weights, nch
     report = verify_model(src, converted, format=fmt, options=options, rtol=rtol, atol=atol,
                           seed=seed, inputs=inputs_file, per_layer=per_layer, device=device,
                           progress=_progress(quiet, as_json))
+    status = "passed" if report.passed else "failed" if report.verified else "error"
+    _single_reports(converted, src, {"report": report.to_dict()}, status, report.seconds,
+                    junit_file, html_file)
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -256,6 +291,40 @@ def inspect(model, fmt, weights, inputs, trust_code, random_weights, nchw_inputs
     click.echo("operators:")
     for op, count in info["operators"].items():
         click.echo(f"  {op:<28} {count}")
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Where DIR/<name>.onnx are written.")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Only this stable share of the models (by a hash of each name).")
+@click.option("--jobs", "-j", default=1, show_default=True, type=int,
+              help="Models converted at once, each in its own process.")
+@click.option("--timeout", default=None, type=float, metavar="SECONDS",
+              help="Stop a model's conversion after this long (it becomes an error).")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a JUnit XML report.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a JSON report.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML report.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def batch(manifest, out_dir, shard, jobs, timeout, junit_file, json_file, html_file, debug):
+    """Convert and verify every model of MANIFEST (TOML), for CI."""
+    from modelport.convert.batch import line_for, run_batch
+    from modelport.convert.reports import write_html, write_json, write_junit
+
+    result = run_batch(manifest, out_dir, shard=shard, jobs=jobs, timeout=timeout,
+                       on_result=lambda m: click.echo(line_for(m)))
+    if junit_file:
+        write_junit(junit_file, result.models, seconds=result.seconds)
+    if json_file:
+        write_json(json_file, result.to_dict())
+    if html_file:
+        write_html(html_file, result.models, totals=result.totals)
+    click.echo(result.summary())
+    sys.exit(result.exit_code)
 
 
 def _extra(module: str, extra: str) -> str:
@@ -307,7 +376,8 @@ def _fail(message: str, code: int, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    as_json = "--json" in argv and argv[:1] != ["formats"]
+    # commands whose --json is the report on stdout (batch's --json names a file)
+    as_json = "--json" in argv and argv[:1] in (["convert"], ["verify"], ["inspect"])
     if as_json:
         _protect_stdout()
     try:
