@@ -30,6 +30,8 @@ lint: $(STAMP)
 
 # Slow tests (large models, >2 GB export) and peer benchmarks: not part of CI.
 bench-tests: $(STAMP)
+	# the HTML report is checked in headless Chromium (Debian's package)
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 	$(BIN)/python -m pytest -q -m slow
 
 bench: bench-tests

@@ -238,6 +238,11 @@ class ModelResult:
         return d
 
 
+def _g(x: Any) -> str:
+    v = _num(x)
+    return f"{v:.3g}" if v == v and abs(v) != float("inf") else str(x)
+
+
 def _num(x: Any) -> float:
     if isinstance(x, (int, float)):
         return float(x)
@@ -283,13 +288,15 @@ def run_model(job: ModelJob, out_dir: str, timeout: float | None,
     lines = [ln for ln in stderr.strip().splitlines() if ln.startswith("modelport:")]
     message = (report or {}).get("error") or (lines[-1].removeprefix("modelport: ")
                                               if lines else None)
+    if message:
+        message = message.removeprefix("error: ")
     if code == 0:
         return ModelResult(job.name, job.source, "passed", 0, seconds, output, None, report)
     if code == 1:
         worst = ModelResult(job.name, job.source, "failed", 1, seconds, output, None, report)
         w = worst.worst
         worst.error = (f"verification failed: output {w['name']!r} max abs err "
-                       f"{w['max_abs']}, max rel err {w['max_rel']}"
+                       f"{_g(w['max_abs'])}, max rel err {_g(w['max_rel'])}"
                        + (f" ({w['note']})" if w.get("note") else "")) if w else \
             (message or "verification failed")
         return worst
@@ -337,7 +344,7 @@ def line_for(m: ModelResult) -> str:
     label = {"passed": "PASS ", "failed": "FAIL ", "error": "ERROR"}[m.status]
     text = f"{label} {m.name} ({m.seconds:.1f}s)"
     if m.status == "passed" and m.worst:
-        text += f" max abs err {m.worst['max_abs']}"
+        text += f" max abs err {_g(m.worst['max_abs'])}"
     if m.error:
         text += f": {m.error}"
     return text

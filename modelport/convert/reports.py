@@ -32,11 +32,11 @@ def _table(m) -> str:
     rep = _report(m)
     lines = []
     for o in rep.get("outputs") or []:
-        lines.append(f"output {o['name']}: shape {o['shape']} max abs err {o['max_abs']} "
-                     f"max rel err {o['max_rel']} {'ok' if o['passed'] else 'FAIL'}"
+        lines.append(f"output {o['name']}: shape {o['shape']} max abs err {_g(o['max_abs'])} "
+                     f"max rel err {_g(o['max_rel'])} {'ok' if o['passed'] else 'FAIL'}"
                      + (f" ({o['note']})" if o.get("note") else ""))
     for c in rep.get("layers") or []:
-        lines.append(f"layer {c['name']}: max abs err {c['max_abs']} "
+        lines.append(f"layer {c['name']}: max abs err {_g(c['max_abs'])} "
                      f"{'ok' if c['passed'] else 'FAIL'}")
     if rep.get("first_diverging_layer"):
         lines.append(f"first diverging layer: {rep['first_diverging_layer']}")
@@ -78,6 +78,12 @@ def write_junit(path: str, results, **kwargs) -> None:
 
 def write_json(path: str, document: dict[str, Any]) -> None:
     _atomic_write(path, to_json(document) + "\n")
+
+
+def _g(x: Any) -> str:
+    """A number in 3 significant digits (non-finite ones as written)."""
+    v = _num(x)
+    return f"{v:.3g}" if math.isfinite(v) else str(x)
 
 
 def _num(x: Any) -> float:
@@ -154,7 +160,7 @@ def html_page(results, *, title: str = "modelport verification", totals: dict | 
     for m in results:
         rep = _report(m)
         w = m.worst
-        worst = (f"{esc(str(w['name']))}: {esc(str(w['max_abs']))} "
+        worst = (f"{esc(str(w['name']))}: {_g(w['max_abs'])} "
                  f"(atol {rep.get('atol')}, rtol {rep.get('rtol')})") if w else ""
         nodes = (m.report or {}).get("nodes_exported", "")
         rows.append(f'<tr class="model {m.status}"><td><a href="#m-{esc(m.name)}">'

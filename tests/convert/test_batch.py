@@ -374,3 +374,66 @@ def test_assert_equivalent(tmp_path, sample_onnx):
     assert "first diverging layer: conv2" in str(err.value)
     assert "max abs err" in str(err.value)
     assert np.isfinite(1.0)
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(full_run, tmp_path):
+    """The page a person opens from CI artifacts, rendered by a real browser (Debian's
+    chromium; `make bench-tests` installs it)."""
+    import shutil
+
+    _, out = full_run
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "headless Chromium is needed: apt-get install chromium"
+    shot = tmp_path / "page.png"
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'ud'}",
+                        f"--screenshot={shot}", "--window-size=1200,1600",
+                        (out / "r.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000, r.stderr[-2000:]
+    import zlib
+
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # decode the PNG and check the page is not blank: some red (a failing layer or the FAIL
+    # status) and some green (passing points) pixels were drawn
+    import struct
+
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and ctype in (2, 6)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    bpp = 3 if ctype == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    rows, prev = [], bytearray(stride)
+    for y in range(height):
+        f = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    pixels = np.frombuffer(b"".join(rows), np.uint8).reshape(height, width, bpp)[..., :3]
+    r_, g_, b_ = (pixels[..., i].astype(int) for i in range(3))
+    greenish = ((g_ > 100) & (r_ < 90) & (b_ < 90)).sum()
+    reddish = ((r_ > 150) & (g_ < 80) & (b_ < 80)).sum()
+    assert greenish > 20 and reddish > 20
