@@ -193,10 +193,16 @@ def cli() -> None:
 @click.option("--external-data/--no-external-data", default=None,
               help="Store weights in OUT.data (default: only when over 2 GB).")
 @click.option("--verify", "do_verify", is_flag=True, help="Compare the result with the source.")
+@click.option("--target", default=None, metavar="tensorrt[:VERSION]",
+              help="Fix what TensorRT's parser rejects, refuse what cannot be fixed, and write "
+                   "OUT.trt.json (optimisation profile, trtexec command).")
+@click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:MIN/OPT/MAX",
+              help="With --target tensorrt: the optimisation profile of a dynamic input.")
 @source_options
 @verify_options
 @common_options
-def convert(src, out, outputs, opset, level, force, external_data, do_verify, fmt, weights,
+def convert(src, out, outputs, opset, level, force, external_data, do_verify, target,
+            input_ranges, fmt, weights,
             inputs, trust_code, random_weights, nchw_inputs, dynamic, inputs_file, seed, rtol,
             atol, per_layer, device, junit_file, html_file, debug, quiet, as_json):
     """Convert SRC to ONNX at OUT (`-o`)."""
@@ -210,7 +216,8 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, fm
         external_data=external_data, verify=do_verify or per_layer,
         verify_kwargs=dict(rtol=rtol, atol=atol, seed=seed, inputs=inputs_file,
                            per_layer=per_layer, device=device),
-        progress=_progress(quiet, as_json),
+        progress=_progress(quiet, as_json), target=target,
+        input_ranges=_input_ranges(input_ranges, target),
     )
     d = result.to_dict()
     d["verified"] = result.report is not None and result.report.verified
@@ -327,6 +334,54 @@ def batch(manifest, out_dir, shard, jobs, timeout, junit_file, json_file, html_f
     sys.exit(result.exit_code)
 
 
+def _input_ranges(specs, target):
+    if specs and not target:
+        raise InputSpecError("--input-range needs --target tensorrt")
+    if not target:
+        return None
+    from modelport.exporters.tensorrt import parse_ranges, parse_target
+
+    parse_target(target)  # a bad target is refused before any work
+    return parse_ranges(specs)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--target", default="tensorrt", show_default=True, metavar="tensorrt[:VERSION]",
+              help="The runtime to check against (TensorRT's ONNX parser, by version).")
+@click.option("-O", "level", type=click.IntRange(0, 2), default=1, show_default=True,
+              help="Optimise first, as convert would (-O0: check the graph as read).")
+@source_options
+@common_options
+def check(model, target, level, fmt, weights, inputs, trust_code, random_weights, nchw_inputs,
+          dynamic, debug, quiet, as_json):
+    """List what TARGET would reject (errors) or handle badly (warnings) in MODEL."""
+    from modelport.convert.pipeline import import_model
+    from modelport.exporters import tensorrt
+    from modelport.graph_ir.passes import optimize
+
+    trt = tensorrt.parse_target(target)
+    options = _load_options(weights, inputs, (), trust_code, random_weights, nchw_inputs, dynamic)
+    ir_model, _ = import_model(model, format=fmt, options=options)
+    optimize(ir_model, level)
+    findings = tensorrt.check(ir_model, trt)
+    errors = sum(f.severity == "error" for f in findings)
+    if as_json:
+        _emit_json({"target": "tensorrt", "version": trt.version,
+                    "table_source": trt.table["source"],
+                    "findings": [f.to_dict() for f in findings]})
+    else:
+        click.echo(f"{model}: TensorRT {trt.version} ({trt.table['source']})")
+        for f in findings:
+            where = f" {f.node} ({f.op})" if f.node else ""
+            fix = f" — fix: {f.fix}" if f.fix else ""
+            click.echo(f"  {f.severity:<7} {f.code}{where}: {f.message}{fix}")
+        click.echo(f"{errors} errors, {len(findings) - errors} warnings" if findings else
+                   "no findings: TensorRT's parser takes this model")
+    if errors:
+        sys.exit(1)
+
+
 def _extra(module: str, extra: str) -> str:
     return f"modelport[{extra}]" if extra != "core" else module
 
@@ -377,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     # commands whose --json is the report on stdout (batch's --json names a file)
-    as_json = "--json" in argv and argv[:1] in (["convert"], ["verify"], ["inspect"])
+    as_json = "--json" in argv and argv[:1] in (["convert"], ["verify"], ["inspect"], ["check"])
     if as_json:
         _protect_stdout()
     try:

@@ -101,6 +101,8 @@ def convert(
     verify: bool = False,
     verify_kwargs: dict[str, Any] | None = None,
     progress: Progress = NULL,
+    target: str | None = None,
+    input_ranges: dict[str, tuple] | None = None,
 ) -> ConvertResult:
     from modelport.exporters.atomic import check_writable
     from modelport.exporters.onnx import export, weight_bytes
@@ -121,12 +123,26 @@ def convert(
     optimize(model, level)
     validate(model)
     seconds["optimize"] = time.perf_counter() - t
+    trt = None
+    if target:
+        from modelport.exporters import tensorrt
+
+        trt = tensorrt.parse_target(target)
+        opset = tensorrt.prepare(model, trt, opset)
 
     t = time.perf_counter()
+    if trt is not None:  # after the opset conversion the exporter would do: check it now
+        from modelport.exporters.onnx import convert_opset
+
+        if opset is not None:
+            convert_opset(model, opset)
+        findings = tensorrt.refuse_if_errors(model, trt, source, external_data)
     progress.stage(f"writing {os.path.basename(output)}", total_bytes=weight_bytes(model))
     result = export(model, output, opset=opset, force=force, external_data=external_data,
                     on_tensor=lambda _name, n: progress.advance(n))
     seconds["export"] = time.perf_counter() - t
+    if trt is not None:
+        tensorrt.write_sidecar(output, model, trt, input_ranges or {}, findings)
     progress.done()
     converted = ConvertResult(
         source=source, format=spec.name, output=output, bytes=result.bytes, opset=result.opset,
