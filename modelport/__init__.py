@@ -9,12 +9,11 @@ Public API::
     report = modelport.verify("model.h5", "model.onnx")
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one definition (pyproject.toml reads it)
 
-from modelport._deferred import defer_rarely_used  # noqa: E402
-
-defer_rarely_used()
-
+# Light on purpose: the API modules import onnx_ir (and with it SymPy) only when called, so
+# the command line can defer rarely used modules (modelport._deferred) first, while a library
+# user's process is left as it is (`import modelport` changes no other library's modules).
 from modelport.convert.api import convert, load, save, verify  # noqa: E402
 
 __all__ = ["__version__", "convert", "load", "save", "verify"]

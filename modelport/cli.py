@@ -429,6 +429,11 @@ def _fail(message: str, code: int, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from modelport._deferred import defer_rarely_used
+
+    # Only in the command-line process: SymPy and ONNX's reference evaluator (about 0.5 s of
+    # start-up) are imported when first used, if ever.
+    defer_rarely_used()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     # commands whose --json is the report on stdout (batch's --json names a file)

@@ -23,7 +23,7 @@ def test_converting_onnx_imports_no_framework_and_not_even_onnxruntime(sample_on
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_formats_says_which_extra_verification_needs(monkeypatch):
@@ -38,20 +38,23 @@ def test_converting_leaves_sympy_and_the_reference_evaluator_unimported(sample_o
     # onnx_ir imports SymPy eagerly and onnxscript's folder imports onnx.reference: ~0.5 s of
     # start-up that a conversion without symbolic arithmetic or reference folding never uses.
     code = (
-        "import sys, modelport\n"
+        "import sys\n"
+        "from modelport.cli import main\n"
         "from modelport._deferred import is_loaded\n"
-        f"modelport.convert({str(sample_onnx)!r}, {str(tmp_path / 'o.onnx')!r})\n"
+        f"main(['convert', {str(sample_onnx)!r}, '-o', {str(tmp_path / 'o.onnx')!r}])\n"
         "print([m for m in ('sympy', 'onnx.reference', 'onnx.reference.ops') if is_loaded(m)])\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_deferred_modules_load_when_used():
     # Symbolic dimension arithmetic needs SymPy, folding a Sin needs the reference
     # evaluator: both load on first use and compute the right thing.
     code = (
+        "from modelport._deferred import defer_rarely_used\n"
+        "defer_rarely_used()  # what the command line does first\n"
         "import modelport, numpy as np, onnx, onnx_ir as ir\n"
         "from onnx import helper as h, numpy_helper\n"
         "from modelport._deferred import is_loaded\n"
@@ -76,10 +79,34 @@ def test_deferred_modules_load_when_used():
 
 
 def test_eager_imports_switch(sample_onnx, tmp_path):
-    code = ("import sys, modelport\n"
+    code = ("import sys\n"
+            "from modelport._deferred import defer_rarely_used\n"
+            "defer_rarely_used()\n"
+            "import onnx_ir\n"
             "print(type(sys.modules['sympy']).__name__)\n")
     env = dict(os.environ, MODELPORT_EAGER_IMPORTS="1")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "module"
+
+
+def test_importing_modelport_leaves_other_libraries_alone():
+    # A library user's `import sympy` gets SymPy itself, not a stand-in of ours.
+    code = ("import sys, modelport, onnx_ir\n"
+            "modelport.convert\n"
+            "import sympy\n"
+            "print(type(sys.modules['sympy']).__name__, sympy.Integer(2) + 1)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "module 3"
+
+
+def test_version_is_defined_once():
+    import modelport
+
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    assert 'dynamic = ["version"]' in text and "\nversion =" not in text.split("[tool")[0]
+    from importlib.metadata import version
+
+    assert version("modelport") == modelport.__version__

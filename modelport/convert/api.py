@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import onnx_ir as ir
+from typing import TYPE_CHECKING, Any
 
 from modelport.importers.registry import LoadOptions
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 
 def _options(options: LoadOptions | None, kwargs: dict[str, Any]) -> LoadOptions:
