@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,keras,caffe,pytorch
+EXTRAS ?= dev,keras,tensorflow,caffe,pytorch
 
 .PHONY: venv demo test lint bench bench-tests mxnet-env clean
 

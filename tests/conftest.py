@@ -37,3 +37,12 @@ def f32(name, shape):
 
 def init(name, array):
     return numpy_helper.from_array(np.asarray(array), name)
+
+
+# Skips: only the listed, justified ones (tests/allowed_skips.py); see tests/skip_policy.py.
+from tests.skip_policy import (  # noqa: E402,F401
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)

@@ -14,6 +14,12 @@ import numpy as np
 
 from modelport.errors import MissingDependencyError, ModelportError
 
+# Testing hook: with this variable set to 1, Keras 3 on TensorFlow behaves as if TensorFlow's
+# CPU kernels could not run a model with channels_first layers (as on machines without
+# oneDNN), so the torch-backend path below runs on every machine. It is read from the
+# environment, so it reaches a `modelport` child process too.
+SIMULATE_NO_NCHW_ENV = "MODELPORT_KERAS_TF_NO_CHANNELS_FIRST"
+
 
 def _np(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor (Keras 3 on its torch backend)
@@ -94,9 +100,17 @@ class KerasReference:
                 raise
             return self._on_torch(feeds, None)["outputs"]
 
-    # TensorFlow's CPU kernels have no channels_first convolution or pooling. Keras 3 runs
-    # such a model on its torch backend instead, which must be chosen before Keras is
-    # imported: in a child process.
+    def _on_tensorflow(self) -> bool:
+        if self.keras.__name__ != "keras":
+            return False
+        try:
+            return self.keras.backend.backend() == "tensorflow"
+        except Exception:
+            return os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+
+    # TensorFlow's CPU kernels cannot run channels_first convolutions on every machine (not
+    # without oneDNN). Keras 3 runs such a model on its torch backend instead, which must be
+    # chosen before Keras is imported: in a child process.
     def _nchw_unsupported(self, exc: Exception) -> bool:
         import importlib.util
 
@@ -119,7 +133,7 @@ class KerasReference:
         import tempfile
 
         if "torch backend" not in self.name:
-            self.name += " (torch backend: TensorFlow has no channels_first CPU kernels)"
+            self.name += " (torch backend: TensorFlow's CPU kernels here cannot run channels_first)"
         with tempfile.TemporaryDirectory(prefix="modelport-keras-") as tmp:
             np.savez(os.path.join(tmp, "feeds.npz"), **feeds)
             job = {"path": self.path, "weights": self.weights, "trust": self.trust,
@@ -181,6 +195,11 @@ class KerasReference:
         return result
 
     def _call_list(self, model: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+        if os.environ.get(SIMULATE_NO_NCHW_ENV) == "1" and self._on_tensorflow() and \
+                _has_channels_first(self.model):
+            raise RuntimeError(
+                f"UnimplementedError (simulated by {SIMULATE_NO_NCHW_ENV}=1): TensorFlow's CPU "
+                "kernels only support the NHWC tensor format")
         struct = getattr(model, "_inputs_struct", None)
         if isinstance(struct, dict):
             arg = dict(zip(struct, xs))
@@ -268,6 +287,14 @@ class KerasReference:
                 out[n] = results[i:i + k]
                 i += k
         return out
+
+
+def _has_channels_first(model: Any) -> bool:
+    """Whether any layer of the model (nested models too) computes in channels_first."""
+    for layer in getattr(model, "layers", []):
+        if getattr(layer, "data_format", None) == "channels_first" or _has_channels_first(layer):
+            return True
+    return False
 
 
 def _vocab(config: dict) -> int | None:

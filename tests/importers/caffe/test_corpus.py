@@ -4,6 +4,7 @@ compared with OpenCV DNN on seeded random inputs. Big nets are marked slow."""
 
 from __future__ import annotations
 
+import cv2  # noqa: F401  (the "caffe" extra: without OpenCV these tests fail, never skip)
 import pytest
 
 from modelport.convert.pipeline import convert
@@ -12,8 +13,6 @@ from modelport.importers.caffe.write import random_caffemodel
 from modelport.importers.registry import LoadOptions
 from tests.importers.caffe.helpers import corpus_dir, make_inputs
 from tests.oracles import assert_close, run_onnx
-
-pytest.importorskip("cv2")
 
 CORPUS = corpus_dir()
 slow = pytest.mark.slow

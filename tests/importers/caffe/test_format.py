@@ -4,6 +4,7 @@ verification."""
 
 from __future__ import annotations
 
+import cv2  # noqa: F401  (the "caffe" extra: without OpenCV these tests fail, never skip)
 import numpy as np
 import pytest
 
@@ -15,8 +16,6 @@ from modelport.importers.caffe.write import random_caffemodel, write_caffemodel
 from modelport.importers.registry import LoadOptions, detect_format
 from tests.importers.caffe.helpers import check_net, make_inputs
 from tests.oracles import assert_close, run_onnx
-
-pytest.importorskip("cv2")
 
 V1_NET = """name: "v1"
 input: "data"

@@ -1,6 +1,6 @@
 """One small model per layer family. Each builder takes the Keras module (``keras`` or
-``tf_keras``) and returns a built model; a builder that uses a layer Keras 2 lacks raises
-AttributeError there (the test then skips the Keras 2 variant)."""
+``tf_keras``) and returns a built model; every builder works with both (a builder that raises
+fails its tests)."""
 
 from __future__ import annotations
 

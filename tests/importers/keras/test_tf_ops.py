@@ -13,7 +13,9 @@ from tests.importers.keras.helpers import check, convert_file, inputs_for, rando
 
 @pytest.fixture(scope="module")
 def tf(k2):
-    return pytest.importorskip("tensorflow")
+    import tensorflow
+
+    return tensorflow
 
 
 def _classes(model) -> set[str]:

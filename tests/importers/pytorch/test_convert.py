@@ -13,26 +13,25 @@ import sys
 import numpy as np
 import onnx
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-import modelport  # noqa: E402
-from modelport.errors import (  # noqa: E402
+import modelport
+from modelport.errors import (
     InputSpecError,
     InvalidModelError,
     MissingDependencyError,
     UnsafeModelError,
     UnsupportedOpsError,
 )
-from modelport.importers.registry import LoadOptions  # noqa: E402
-from tests.importers.pytorch.helpers import (  # noqa: E402
+from modelport.importers.registry import LoadOptions
+from tests.importers.pytorch.helpers import (
     ENTRY,
     compare_with_eager,
     eager,
     shapes_at,
     write_source,
 )
-from tests.importers.pytorch.models import TwoInOut, _seeded  # noqa: E402
+from tests.importers.pytorch.models import TwoInOut, _seeded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 

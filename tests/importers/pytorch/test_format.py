@@ -7,12 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from modelport.importers.pytorch.format import archive_kind, is_entry_point  # noqa: E402
-from modelport.importers.registry import detect_format, read_head  # noqa: E402
-from tests.importers.pytorch.models import cnn  # noqa: E402
+from modelport.importers.pytorch.format import archive_kind, is_entry_point
+from modelport.importers.registry import detect_format, read_head
+from tests.importers.pytorch.models import cnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 

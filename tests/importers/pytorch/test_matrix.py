@@ -12,11 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
-torch = pytest.importorskip("torch")
-
-import modelport  # noqa: E402
-from tests.importers.pytorch.helpers import compare_with_eager, write_source  # noqa: E402
-from tests.importers.pytorch.models import MODELS  # noqa: E402
+import modelport
+from tests.importers.pytorch.helpers import compare_with_eager, write_source
+from tests.importers.pytorch.models import MODELS
 
 KINDS = ("entry", "state_dict", "pt2", "script", "trace")
 TORCHSCRIPT_FIXED = {"encoder", "attention"}
