@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/make_sample.py examples/out/sample.onnx
-	$(BIN)/modelport inspect examples/out/sample.onnx
-	$(BIN)/modelport convert examples/out/sample.onnx -o examples/out/sample.opt.onnx --force --verify --per-layer
+	# a Keras CNN (.h5) and a Caffe net with seeded weights, then each converted and verified
+	$(BIN)/python examples/make_demo_models.py examples/out
+	# conversion reads the .h5 natively: TensorFlow and Keras are blocked in this process
+	$(BIN)/python examples/without_tensorflow.py convert examples/out/demo_cnn.h5 -o examples/out/demo_cnn.onnx --force
+	# verification runs the original in Keras (tf_keras) and the ONNX in onnxruntime, layer by layer
+	$(BIN)/modelport verify examples/out/demo_cnn.h5 examples/out/demo_cnn.onnx --per-layer
+	$(BIN)/modelport convert examples/out/demo_lenet.prototxt --weights examples/out/demo_lenet.caffemodel -o examples/out/demo_lenet.onnx --force --verify --per-layer
 
 test: $(STAMP)
 	$(BIN)/ruff check modelport tests benchmarks examples
