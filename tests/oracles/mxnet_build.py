@@ -308,12 +308,33 @@ def legacy(out_dir, spec):
     save_model(out_dir, name, sym, shapes)
 
 
+def dtypes(out_dir):
+    """One array of every dtype MXNet 1.9.1 saves, with its values for comparison."""
+    rng = np.random.default_rng(7)
+    arrays = {
+        "arg:f32": rng.standard_normal((3, 4)).astype(np.float32),
+        "arg:f64": rng.standard_normal((5,)),
+        "arg:f16": rng.standard_normal((2, 3)).astype(np.float16),
+        "arg:u8": rng.integers(0, 255, (4,)).astype(np.uint8),
+        "arg:i32": rng.integers(-1000, 1000, (2, 2)).astype(np.int32),
+        "arg:i8": rng.integers(-100, 100, (6,)).astype(np.int8),
+        "arg:i64": rng.integers(-(1 << 40), 1 << 40, (3,)).astype(np.int64),
+        "aux:b": rng.integers(0, 2, (5,)).astype(bool),
+        "aux:scalar1": np.asarray([2.5], np.float32),
+    }
+    mx.nd.save(os.path.join(out_dir, "dtypes.params"),
+               {k: mx.nd.array(v, dtype=v.dtype) for k, v in arrays.items()})
+    np.savez(os.path.join(out_dir, "dtypes-values.npz"), **arrays)
+
+
 def main(argv):
     out_dir = argv[0]
     os.makedirs(out_dir, exist_ok=True)
     for spec in argv[1:]:
         if spec.startswith("zoo:"):
             zoo(out_dir, spec)
+        elif spec == "dtypes":
+            dtypes(out_dir)
         elif spec.startswith("legacy:"):
             legacy(out_dir, spec)
         else:

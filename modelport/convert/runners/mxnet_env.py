@@ -38,7 +38,17 @@ def find_python() -> str | None:
 
 def create(directory: Path | None = None, *, quiet: bool = False) -> str:
     """Create (or complete) the environment; returns its python. Raises CalledProcessError."""
+    import fcntl
+
     directory = directory or DEFAULT_DIR
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = directory.parent / f".{directory.name}.lock"
+    with open(lock_path, "w") as lock:  # parallel test workers wait for one creator
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _create(directory, quiet)
+
+
+def _create(directory: Path, quiet: bool) -> str:
     stamp = directory / ".mxnet-ready"
     python = env_python(directory)
     if stamp.is_file() and python.is_file():
