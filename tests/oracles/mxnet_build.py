@@ -4,8 +4,9 @@
 
 For each NAME writes ``NAME-symbol.json``, ``NAME-0000.params`` (every parameter and
 auxiliary state random, seeded) and ``NAME-io.npz`` (``in:VAR`` seeded inputs, ``out:K`` the
-heads MXNet computes with is_train=False). ``legacy:PATH`` builds random params and outputs
-for an existing symbol file (``--input``-style shapes after it: ``legacy:PATH:data=2,20``).
+heads MXNet computes with is_train=False). ``legacy:PATH:data=2,20`` builds random params and
+outputs for an existing symbol file ``PREFIX-symbol.json`` (written as ``PREFIX-0000.params``
+and ``PREFIX-io.npz`` in OUT_DIR; the symbol itself is not rewritten).
 ``zoo:NAME:SIZE`` exports a Gluon model-zoo net (pretrained=False, randomised).
 This file imports only MXNet and NumPy.
 """
@@ -233,7 +234,7 @@ def random_param(rng, name, shape):
     return rng.standard_normal(shape) / np.sqrt(max(fan, 1))
 
 
-def save_model(out_dir, name, sym, shapes, seed=0):
+def save_model(out_dir, name, sym, shapes, seed=0, save_symbol=True):
     rng = np.random.default_rng(zlib.crc32(name.encode()) + seed)
     arg_shapes, _, aux_shapes = sym.infer_shape_partial(**shapes)
     params = {}
@@ -247,7 +248,8 @@ def save_model(out_dir, name, sym, shapes, seed=0):
         value = mx.nd.array(random_param(rng, aux, shape))
         params["aux:" + aux] = aux_params[aux] = value
     prefix = os.path.join(out_dir, name)
-    sym.save(prefix + "-symbol.json")
+    if save_symbol:
+        sym.save(prefix + "-symbol.json")
     mx.nd.save(prefix + "-0000.params", params)
     write_io(prefix, sym, shapes, arg_params, aux_params, rng)
 
@@ -303,9 +305,12 @@ def legacy(out_dir, spec):
     for part in shape_text.split(";"):
         k, _, v = part.partition("=")
         shapes[k] = tuple(int(d) for d in v.split(","))
-    sym = mx.sym.load(path)
+    sym = mx.sym.load(path)  # MXNet upgrades the legacy JSON on load
     name = os.path.basename(path).rsplit(".", 1)[0]
-    save_model(out_dir, name, sym, shapes)
+    name = name[: -len("-symbol")] if name.endswith("-symbol") else name
+    # The params and outputs go beside the original file (PREFIX-0000.params): the
+    # upgraded symbol is not written, so the legacy JSON is what gets converted.
+    save_model(out_dir, name, sym, shapes, save_symbol=False)
 
 
 def dtypes(out_dir):

@@ -47,8 +47,8 @@ def test_legacy_0_8_symbol_matches_mxnet(mxnet_models, tmp_path):
     auxiliary states) with seeded random params made by MXNet for it."""
     source = LEGACY_COPY
     folder = mxnet_models(f"legacy:{source}:data=2,20")
-    params = folder / "legacy_0800-symbol-0000.params"
-    inputs, want = io_arrays(folder / "legacy_0800-symbol")
+    params = folder / "legacy_0800-0000.params"
+    inputs, want = io_arrays(folder / "legacy_0800")
     import onnxruntime as ort
 
     from modelport.convert.pipeline import convert
