@@ -13,9 +13,6 @@ import json
 import os
 import sys
 
-# MXNet's own CPU kernels: 1.9.1's MKLDNN path rejects valid models (Deconvolution with
-# target_shape), and its numbers agree with these.
-os.environ.setdefault("MXNET_MKLDNN_ENABLED", "0")
 # This file's folder holds modelport's runner called mxnet.py: never import that one.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]

@@ -42,7 +42,7 @@ def create(directory: Path | None = None, *, quiet: bool = False) -> str:
 
     directory = directory or DEFAULT_DIR
     directory.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = directory.parent / f".{directory.name}.lock"
+    lock_path = directory.parent / f"{directory.name}.lock"
     with open(lock_path, "w") as lock:  # parallel test workers wait for one creator
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _create(directory, quiet)

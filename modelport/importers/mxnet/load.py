@@ -234,6 +234,9 @@ class Context:
                             "cannot be derived here; pass the .params file")
         if value is None:
             raise self.fail("an input is missing")
+        if not isinstance(value, ir.Value):
+            raise self.fail("an input has no static shape here (a state with an inferred "
+                            "batch size is only supported as an RNN begin state)")
         return value
 
 

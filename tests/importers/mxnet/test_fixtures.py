@@ -10,7 +10,7 @@ import pytest
 from modelport.importers.mxnet.params import ParamsFile
 from tests.importers.mxnet.helpers import FIXTURES, convert_and_compare
 
-MODELS = ["conv2d", "deconv", "norms", "indexing", "legacy_0800"]
+MODELS = ["conv2d", "deconv", "norms", "indexing", "legacy_0800", "text_lstm_2_bi"]
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -42,6 +42,18 @@ def test_gluon_zoo_export_matches_mxnet(spec, mxnet_models, tmp_path):
     assert convert_and_compare(folder / name, tmp_path) == []
 
 
+RNN_SPECS = ["lstm:2:bi", "lstm:1:uni", "gru:1:uni", "gru:2:bi", "rnn_relu:1:bi",
+             "rnn_tanh:2:uni"]
+
+
+@pytest.mark.parametrize("spec", RNN_SPECS)
+def test_gluon_text_rnn_matches_mxnet(spec, mxnet_models, tmp_path):
+    """Embedding -> Gluon LSTM/GRU/RNN (layers, directions) -> Dense, as Gluon exports it."""
+    folder = mxnet_models(*[f"rnn:{s}" for s in RNN_SPECS])
+    kind, layers, bidir = spec.split(":")
+    assert convert_and_compare(folder / f"text_{kind}_{layers}_{bidir}", tmp_path) == []
+
+
 def test_legacy_0_8_symbol_matches_mxnet(mxnet_models, tmp_path):
     """The real 0.8-era JSON (param/attr/backward_source_id, 2-element inputs, implicit BN
     auxiliary states) with seeded random params made by MXNet for it."""

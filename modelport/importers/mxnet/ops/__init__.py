@@ -6,5 +6,6 @@ from modelport.importers.mxnet.ops import (  # noqa: F401
     math,
     norm,
     pooling,
+    recurrent,
     shape,
 )
