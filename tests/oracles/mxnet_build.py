@@ -217,7 +217,30 @@ def upsample_bilinear():
                         name="up"), {"data": (1, 3, 5, 4)}
 
 
-MODELS = {f.__name__: f for f in (conv2d, conv_nd, deconv, pooling, norms, activations, shapes,
+def extras():
+    x, c = data(), data("cond")
+    outs = [S.shape_array(x, name="shp"), S.BlockGrad(x, name="bg"), S.identity(x, name="ident"),
+            S.argmax(x, name="argmax_all"), S.where(c, x, x * 2, name="where_rows"),
+            S.squeeze(S.expand_dims(x, axis=0), name="sq_all"),
+            S.Deconvolution(S.Reshape(x, shape=(1, 4, -1)), num_filter=2, kernel=(3,),
+                            stride=(2,), no_bias=False, name="deconv1d"),
+            S.UpSampling(x.reshape((1, 4, 3, 5)), x.reshape((1, 4, 3, 5)) * 3, scale=2,
+                         num_args=2, sample_type="nearest", multi_input_mode="sum",
+                         name="up_sum"),
+            S.contrib.BilinearResize2D(x.reshape((1, 4, 3, 5)), height=7, width=9,
+                                       align_corners=False, name="bil_half"),
+            S.contrib.AdaptiveAvgPooling2D(x.reshape((1, 4, 3, 5)), output_size=(2, 2),
+                                           name="aap_uneven"),
+            S.log_softmax(x, axis=0, name="lsm0"), S.swapaxes(x, dim1=0, dim2=1, name="swap"),
+            S.Activation(S.Pooling(x.reshape((1, 4, 3, 5)), kernel=(2, 3), stride=(1, 2),
+                                   pad=(1, 1), pool_type="avg", count_include_pad=False,
+                                   name="avg_nopad_valid"), act_type="tanh", name="act_after")]
+    topk = S.topk(x, k=2, ret_typ="both", is_ascend=True, name="topk_both")
+    outs += [topk[0], topk[1]]
+    return S.Group(outs), {"data": (4, 15), "cond": (4,)}
+
+
+MODELS = {f.__name__: f for f in (extras, conv2d, conv_nd, deconv, pooling, norms, activations, shapes,
                                  maths, indexing, upsample_bilinear)}
 INT_INPUTS = {"idx": 7}
 

@@ -14,7 +14,7 @@ import pytest
 from tests.importers.mxnet.helpers import build_models
 
 SYMBOL_MODELS = ["conv2d", "conv_nd", "deconv", "pooling", "norms", "activations", "shapes",
-                 "maths", "indexing", "upsample_bilinear"]
+                 "maths", "indexing", "upsample_bilinear", "extras"]
 
 
 @pytest.fixture(scope="session")

@@ -240,7 +240,7 @@ def argmax(ctx, node, inputs):
     op = "ArgMax" if node.op == "argmax" else "ArgMin"
     if "axis" not in node.attrs:
         flat = ctx.op("Reshape", x, ctx.ints([-1]))
-        y = ctx.op(op, flat, axis=0, keepdims=keep)
+        y = ctx.op(op, flat, axis=0, keepdims=1)  # MXNet 1.x: shape (1,), not a scalar
     else:
         y = ctx.op(op, x, axis=norm_axis(node.attrs.int("axis"), ctx.rank(x)), keepdims=keep)
     return [ctx.op("Cast", y, to=ctx.dtype(x))]  # MXNet returns indices as floats
