@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/modelport verify examples/out/demo_cnn.h5 examples/out/demo_cnn.onnx --per-layer
 	$(BIN)/modelport convert examples/out/demo_lenet.prototxt --weights examples/out/demo_lenet.caffemodel -o examples/out/demo_lenet.onnx --force --verify --per-layer
 
-test: $(STAMP)
+test: $(STAMP) mxnet-env
 	$(BIN)/ruff check modelport tests benchmarks examples
 	$(BIN)/python -m pytest -n auto -q
 
@@ -40,6 +40,11 @@ bench-tests: $(STAMP)
 
 bench: bench-tests
 	$(BIN)/python -m benchmarks.run
+
+# MXNet 1.9.1 needs NumPy < 2: its own environment (.venv-mxnet), the reference of the MXNet
+# importer's tests and of `--verify`; `make test` creates it when missing.
+mxnet-env: $(STAMP)
+	$(BIN)/python -m modelport.convert.runners.mxnet_env
 
 clean:
 	rm -rf $(VENV) examples/out .pytest_cache
