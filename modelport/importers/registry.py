@@ -19,7 +19,8 @@ from typing import Any
 from modelport.errors import InvalidModelError, UnknownFormatError
 
 # Packages that may define a format, in the order `modelport formats` lists them.
-FORMAT_PACKAGES = ("onnx", "keras", "tensorflow", "caffe", "mxnet", "pytorch")
+FORMAT_PACKAGES = ("onnx", "keras", "tensorflow", "caffe", "mxnet", "pytorch", "torch7",
+                   "recognised")
 HEAD_BYTES = 4096
 
 
