@@ -426,9 +426,9 @@ class _Reader:
 
 
 def looks_ascii(head: bytes) -> bool:
-    """An ASCII Torch7 file: ``4`` (or ``3``) and ``1`` on their own lines, then a version or class."""
-    return re.match(rb"^[34]\n1\n(\d+\nV \d+\n)?\d+\n[A-Za-z_][\w.]*\n|^3\n1\n\d+\n", head) \
-        is not None
+    """An ASCII Torch7 file starts with the type tag 4 (or 3) and the index 1 as text lines
+    (a binary one with the bytes 04 00 00 00 or 03 00 00 00)."""
+    return re.match(rb"^[34]\n1\n", head) is not None
 
 
 @contextlib.contextmanager
