@@ -43,7 +43,11 @@ class OpenCVTorchReference:
 
         root, info = read_file(path)
         model = find_model(root, path)
-        others = sorted({canonical(o.class_name) for o in walk(model, path)} - OPENCV_MODULES)
+        found = list(walk(model, path))
+        others = sorted({canonical(o.class_name) for o in found} - OPENCV_MODULES)
+        others += sorted({"nn.JoinTable with nInputDims" for o in found
+                          if canonical(o.class_name) == "nn.JoinTable"
+                          and o.get("nInputDims") is not None})  # OpenCV ignores it
         if others:
             raise CannotJudgeError(
                 f"OpenCV DNN cannot judge this model: it does not read {', '.join(others)} the "
@@ -56,6 +60,15 @@ class OpenCVTorchReference:
             raise CannotJudgeError("OpenCV DNN reads only files with 8-byte longs; this one "
                                    "has 4-byte longs", path=path)
         self.name = f"OpenCV DNN {cv2.__version__}"
+        self._shape = None
+        dims = (options.input_shapes.get("input") if options is not None else None)
+        if dims:
+            # Torch drops the batch axis where OpenCV keeps it (a View to one vector): the
+            # converted model's output shape, from a structure-only import, is the one to give.
+            from modelport.importers.torch7.load import build
+
+            built = build(model, options, path, info)
+            self._shape = tuple(int(d) for d in built.graph.outputs[0].shape.dims)
 
     def _net(self):
         cv2 = self.cv2
@@ -72,7 +85,12 @@ class OpenCVTorchReference:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         net = self._net()
         net.setInput(np.ascontiguousarray(feeds["input"], dtype=np.float32))
-        return {"output": np.asarray(net.forward())}
+        out = np.asarray(net.forward())
+        if self._shape is not None and out.shape != self._shape and \
+                out.size == int(np.prod(self._shape)) and \
+                [d for d in out.shape if d != 1] == [d for d in self._shape if d != 1]:
+            out = out.reshape(self._shape)  # only size-1 axes differ
+        return {"output": out}
 
 
 def reference(path: str, options=None, device: str = "cpu") -> OpenCVTorchReference:

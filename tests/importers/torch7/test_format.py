@@ -261,3 +261,21 @@ def test_opencv_reference_runner_matches_direct_opencv(tmp_path):
     got = check_opencv(tmp_path, net, SHAPE)
     ref = reference(str(tmp_path / "net.t7"), LoadOptions(input_shapes={"input": SHAPE}))
     assert_close(got, ref.run({"input": make_input(SHAPE)})["output"], name="runner")
+
+
+def test_opencv_reference_gives_torch_shapes(tmp_path):
+    # Torch drops the batch axis of a 1 x 48 View (a vector); OpenCV keeps it: the reference
+    # reshapes where only size-1 axes differ, so verification compares like with like.
+    from modelport.convert.runners.torch7_opencv import reference
+
+    r = np.random.default_rng(10)
+    net = w.sequential(w.module("nn.View", size=w.longs([48]), numElements=48),
+                       w.linear(r, 48, 6), w.module("nn.Tanh"))
+    t7, out = convert_net(tmp_path, net, [1, 3, 4, 4])
+    x = make_input([1, 3, 4, 4])
+    got = run_onnx(out, {"input": x})["output"]
+    assert got.shape == (6,)
+    ref = reference(str(t7), LoadOptions(input_shapes={"input": [1, 3, 4, 4]}))
+    assert_close(got, ref.run({"input": x})["output"], name="reference")
+    r2 = cli("convert", t7, "-o", tmp_path / "v2.onnx", "--input", "input:1,3,4,4", "--verify")
+    assert r2.returncode == 0 and "PASS" in r2.stdout, (r2.stdout, r2.stderr)

@@ -266,3 +266,24 @@ def test_nngraph_residual_block(tmp_path):
         return [np.maximum(y, 0), a]
 
     check_numpy(tmp_path, net, [1, 3, 5, 5], ref)
+
+
+def test_single_sample_inputs_drop_no_batch(tmp_path):
+    # A 3-D C x H x W input is one sample: View(48) makes a vector and Linear a vector.
+    r = rng(12)
+    lin = w.linear(r, 12, 5)
+    wt = lin.fields["weight"].storage.array.reshape(5, 12)
+    b = lin.fields["bias"].storage.array
+    net = w.sequential(
+        w.module("nn.SpatialMaxPooling", kW=2, kH=2, dW=2, dH=2, padW=0, padH=0),
+        w.module("nn.View", size=w.longs([12]), numElements=12),
+        lin, w.module("nn.SoftMax"))
+
+    def ref(x):
+        pooled = x.reshape(3, 2, 2, 2, 2).max(axis=(2, 4))
+        y = pooled.reshape(12) @ wt.T + b
+        e = np.exp(y - y.max())
+        return (e / e.sum()).astype(np.float32)
+
+    got = check_numpy(tmp_path, net, [3, 4, 4], ref)
+    assert got["output"].shape == (5,)
