@@ -38,6 +38,7 @@ class OpenCVTorchReference:
         except ImportError:
             raise MissingDependencyError("cv2 (opencv-python-headless)", "torch7",
                                          "verifying a Torch7 model") from None
+        from modelport.graph_ir import layer_outputs
         from modelport.importers.torch7.load import canonical, find_model, walk
         from modelport.importers.torch7.reader import load as read_file
 
@@ -61,6 +62,7 @@ class OpenCVTorchReference:
                                    "has 4-byte longs", path=path)
         self.name = f"OpenCV DNN {cv2.__version__}"
         self._shape = None
+        self._layer_shapes: dict[str, tuple[int, ...]] = {}
         dims = (options.input_shapes.get("input") if options is not None else None)
         if dims:
             # Torch drops the batch axis where OpenCV keeps it (a View to one vector): the
@@ -69,6 +71,10 @@ class OpenCVTorchReference:
 
             built = build(model, options, path, info)
             self._shape = tuple(int(d) for d in built.graph.outputs[0].shape.dims)
+            self._layer_shapes = {
+                layer: tuple(int(d) for d in values[-1].shape.dims)
+                for layer, values in layer_outputs(built.graph).items() if values}
+        self._opencv_names = opencv_layer_names(model)
 
     def _net(self):
         cv2 = self.cv2
@@ -85,12 +91,112 @@ class OpenCVTorchReference:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         net = self._net()
         net.setInput(np.ascontiguousarray(feeds["input"], dtype=np.float32))
-        out = np.asarray(net.forward())
-        if self._shape is not None and out.shape != self._shape and \
-                out.size == int(np.prod(self._shape)) and \
-                [d for d in out.shape if d != 1] == [d for d in self._shape if d != 1]:
-            out = out.reshape(self._shape)  # only size-1 axes differ
-        return {"output": out}
+        return {"output": _like(np.asarray(net.forward()), self._shape)}
+
+    def run_layers(self, feeds, layers: dict[str, list[str]]) -> dict[str, list[np.ndarray]]:
+        """Outputs of OpenCV's layers for modelport's layers (Torch modules), by OpenCV's
+        naming of the modules (``l<n>_<type>``, numbered the way its importer walks them)."""
+        net = self._net()
+        net.enableFusion(False)
+        known = set(net.getLayerNames())
+        out: dict[str, list[np.ndarray]] = {}
+        for layer, values in layers.items():
+            name = self._opencv_names.get(layer)
+            if name not in known or len(values) != 1:
+                continue
+            net.setInput(np.ascontiguousarray(feeds["input"], dtype=np.float32))
+            try:
+                value = np.asarray(net.forward(name))
+            except self.cv2.error:
+                continue
+            out[layer] = [_like(value, self._layer_shapes.get(layer))]
+        return out
+
+
+def _like(value: np.ndarray, shape) -> np.ndarray:
+    """OpenCV keeps batch and trailing size-1 axes that Torch drops: reshape when only those
+    differ."""
+    if shape is not None and value.shape != tuple(shape) and \
+            value.size == int(np.prod(shape, dtype=np.int64)) and \
+            [d for d in value.shape if d != 1] == [d for d in shape if d != 1]:
+        return value.reshape(shape)
+    return value
+
+
+_API_TYPES = {
+    "nn.SpatialConvolution": "Convolution", "nn.SpatialConvolutionMM": "Convolution",
+    "nn.SpatialDilatedConvolution": "Convolution", "nn.SpatialFullConvolution": "Deconvolution",
+    "nn.SpatialMaxPooling": "Pooling", "nn.SpatialAveragePooling": "Pooling",
+    "nn.Linear": "InnerProduct", "nn.View": "Reshape", "nn.Reshape": "Reshape",
+    "nn.ReLU": "ReLU", "nn.Tanh": "TanH", "nn.Sigmoid": "Sigmoid",
+    "nn.BatchNormalization": "BatchNorm", "nn.SpatialBatchNormalization": "BatchNorm",
+    "nn.Identity": "Identity", "nn.Normalize": "Normalize", "nn.Padding": "Padding",
+    "nn.SpatialZeroPadding": "Padding", "nn.SpatialReflectionPadding": "Padding",
+    "nn.SoftMax": "SoftMax", "nn.LogSoftMax": "SoftMax", "nn.SpatialCrossMapLRN": "LRN",
+    "nn.Square": "Power", "nn.Sqrt": "Power", "nn.Power": "Power", "nn.MulConstant": "Power",
+}
+
+
+def opencv_layer_names(model) -> dict[str, str]:
+    """modelport's layer name of each module -> the name OpenCV's Torch importer gives it.
+
+    Both number the modules as they walk the tree: modelport every module (``Type_<k>``, in
+    the order the importer translates them), OpenCV the layers it adds (``l<n>_<type>``, with
+    the extra steps its importer takes for merges and tables).
+    """
+    from modelport.importers.torch7.load import canonical
+
+    names: dict[str, str] = {}
+    ours = {"n": 0, "seen": {}}
+    cv = {"n": 0}
+
+    def our_name(obj) -> str:
+        key = id(obj)
+        if key not in ours["seen"]:
+            ours["n"] += 1
+            ours["seen"][key] = f"{canonical(obj.class_name).split('.')[-1]}_{ours['n']}"
+        return ours["seen"][key]
+
+    def cv_name(api: str) -> str:
+        cv["n"] += 1
+        return f"l{cv['n']}_{api}"
+
+    def visit(obj) -> None:
+        mine = our_name(obj)
+        kind = canonical(obj.class_name)
+        modules = obj.get("modules")
+        children = modules.array() if hasattr(modules, "array") else []
+        if kind in ("nn.Sequential", "nn.Inception"):
+            for child in children:
+                visit(child)
+        elif kind in ("nn.Concat", "nn.DepthConcat"):
+            for child in children:
+                visit(child)
+            if kind == "nn.Concat":
+                cv["n"] += 1  # OpenCV skips a number for the split it no longer adds
+            names[mine] = cv_name("torchMerge")
+        elif kind == "nn.ConcatTable":
+            cv["n"] += 1
+            for child in children:
+                visit(child)
+        elif kind == "nn.JoinTable":
+            names[mine] = cv_name("torchMerge")
+        elif kind == "nn.CAddTable":
+            names[mine] = cv_name("torchCAddTable")
+        elif kind == "nn.InstanceNormalization":
+            cv_name("MVN")
+            names[mine] = cv_name("BatchNorm")
+        elif kind == "nn.PReLU":
+            shared = not obj.get("nOutputPlane")
+            names[mine] = cv_name("ReLU" if shared else "ChannelsPReLU")
+        elif kind in ("nn.Dropout", "nn.SpatialDropout"):
+            v2 = kind == "nn.Dropout" and obj.get("v2") is True
+            names[mine] = cv_name("Identity" if v2 else "Power")
+        else:
+            names[mine] = cv_name(_API_TYPES.get(kind, kind.split(".")[-1]))
+
+    visit(model)
+    return names
 
 
 def reference(path: str, options=None, device: str = "cpu") -> OpenCVTorchReference:

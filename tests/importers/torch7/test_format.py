@@ -279,3 +279,33 @@ def test_opencv_reference_gives_torch_shapes(tmp_path):
     assert_close(got, ref.run({"input": x})["output"], name="reference")
     r2 = cli("convert", t7, "-o", tmp_path / "v2.onnx", "--input", "input:1,3,4,4", "--verify")
     assert r2.returncode == 0 and "PASS" in r2.stdout, (r2.stdout, r2.stderr)
+
+
+def test_per_layer_verification_names_opencv_layers(tmp_path):
+    import modelport
+
+    r = np.random.default_rng(11)
+    relu = w.module("nn.ReLU", threshold=0, val=0, inplace=False)
+    concat = w.module("nn.Concat", dimension=2,
+                      modules=[w.sequential(w.conv(r, 3, 4, 1), relu), w.conv(r, 3, 2, 3, pad=1)])
+    depth = w.module("nn.DepthConcat", dimension=2,
+                     modules=[w.conv(r, 6, 3, 1), w.conv(r, 6, 2, 3)])
+    table = w.module("nn.ConcatTable", modules=[w.conv(r, 5, 5, 3, pad=1),
+                                                w.module("nn.Identity")])
+    inorm = w.module("nn.InstanceNormalization", nOutput=5, eps=1e-5,
+                     weight=w.tensor(r.uniform(0.5, 1.5, 5).astype(np.float32)),
+                     bias=w.tensor(r.standard_normal(5).astype(np.float32)))
+    net = w.sequential(
+        concat, depth, table, w.module("nn.CAddTable"), inorm,
+        w.module("nn.PReLU", nOutputPlane=5, weight=w.tensor(np.full(5, 0.2, np.float32))),
+        w.module("nn.Dropout", p=0.5, v2=False),
+        w.module("nn.View", size=w.longs([-1]), numElements=1, numInputDims=3),
+        w.linear(r, 5 * 36, 4), w.module("nn.LogSoftMax"))
+    t7, out = convert_net(tmp_path, net, [1, 3, 6, 6], level=0)
+    report = modelport.verify(str(t7), str(out), per_layer=True,
+                              input_shapes={"input": [1, 3, 6, 6]})
+    assert report.passed, report.table()
+    compared = {c.name.rsplit("_", 1)[0] for c in report.layers}
+    assert {"Concat", "DepthConcat", "CAddTable", "InstanceNormalization", "PReLU",
+            "Dropout", "SpatialConvolution", "Linear"} <= compared, compared
+    assert all(c.passed for c in report.layers)
