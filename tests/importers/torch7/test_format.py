@@ -309,3 +309,17 @@ def test_per_layer_verification_names_opencv_layers(tmp_path):
     assert {"Concat", "DepthConcat", "CAddTable", "InstanceNormalization", "PReLU",
             "Dropout", "SpatialConvolution", "Linear"} <= compared, compared
     assert all(c.passed for c in report.layers)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_half_and_double_weights(tmp_path, dtype):
+    r = np.random.default_rng(12)
+    wt = r.standard_normal((5, 6)).astype(dtype)
+    b = r.standard_normal(5).astype(dtype)
+    _, out = convert_net(tmp_path, w.sequential(w.module("nn.Linear", weight=w.tensor(wt),
+                                                         bias=w.tensor(b))), [3, 6])
+    x = make_input([3, 6])
+    f32 = tmp_path / "f32.t7"  # OpenCV reads float weights: the same values as float32
+    w.save(f32, w.sequential(w.module("nn.Linear", weight=w.tensor(wt.astype(np.float32)),
+                                      bias=w.tensor(b.astype(np.float32)))))
+    assert_close(run_onnx(out, {"input": x})["output"], opencv_forward(f32, x), name="linear")

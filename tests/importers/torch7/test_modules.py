@@ -287,3 +287,40 @@ def test_single_sample_inputs_drop_no_batch(tmp_path):
 
     got = check_numpy(tmp_path, net, [3, 4, 4], ref)
     assert got["output"].shape == (5,)
+
+
+def test_nngraph_split_nodes_and_refusals(tmp_path):
+    # input -> ConcatTable(Tanh, Sigmoid) -> split(2) -> CAddTable(second, first) -> output
+    table = w.module("nn.ConcatTable", modules=[w.module("nn.Tanh"), w.module("nn.Sigmoid")])
+    innode, outnode = _node(), _node()
+    tnode = _node(table)
+    first, second = _node(selectindex=1), _node(selectindex=2)
+    add = _node(w.module("nn.CAddTable", inplace=False))
+    sq = _node(w.module("nn.Square"))
+    _link(innode, tnode)
+    _link(tnode, first)
+    _link(tnode, second)
+    _link(second, add)
+    _link(first, sq)
+    _link(sq, add)
+    _link(add, outnode)
+    net = _gmodule([innode, tnode, second, first, sq, add, outnode], innode, outnode)
+
+    def ref(x):
+        return (1 / (1 + np.exp(-x)) + np.tanh(x) ** 2).astype(np.float32)
+
+    check_numpy(tmp_path, net, [2, 5], ref)
+
+    from modelport.errors import InvalidModelError, UnsafeModelError
+    from modelport.importers.registry import LoadOptions
+    from modelport.importers.torch7.load import load
+
+    net.fields["nInputs"] = 2
+    w.save(tmp_path / "two.t7", net)
+    with pytest.raises(InvalidModelError, match="has 2 inputs"):
+        load(str(tmp_path / "two.t7"), LoadOptions(input_shapes={"input": [2, 5]}))
+    net.fields["nInputs"] = 1
+    sq.fields["data"]["module"] = w.Func()
+    w.save(tmp_path / "func.t7", net)
+    with pytest.raises(UnsafeModelError, match="Lua function"):
+        load(str(tmp_path / "func.t7"), LoadOptions(input_shapes={"input": [2, 5]}))
