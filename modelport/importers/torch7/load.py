@@ -205,7 +205,7 @@ class Context:
             read = (lambda r, f: lambda: f(r().reshape(shape)))(read, transform)
         return self.b.initializer(f"{self.name}.{suffix}", lazy_tensor(read, np.float32, shape))
 
-    def values(self, x, rank: int | None = None) -> list[ir.Value]:
+    def values(self, x) -> list[ir.Value]:
         if not isinstance(x, list):
             raise self.module.fail("expects a table of inputs (e.g. from a ConcatTable)")
         return x
@@ -312,7 +312,6 @@ def build(model: TorchObject, options: LoadOptions, path: str, info: dict | None
             f"--input {INPUT_NAME} needs fixed positive dims, got {dims}", path=path)
 
     missing: dict[str, list[str]] = {}
-    functions: list[str] = []
     counter = 0
     for obj in walk(model, path):
         counter += 1
@@ -320,8 +319,6 @@ def build(model: TorchObject, options: LoadOptions, path: str, info: dict | None
         if kind not in torch7_module:
             missing.setdefault(obj.class_name, []).append(
                 f"{kind.split('.')[-1]}_{counter}")
-        if isinstance(obj.fields, LuaFunction):
-            functions.append(obj.class_name)
     if missing:
         raise UnsupportedOpsError(
             missing, path=path, kind="Torch7 module",
