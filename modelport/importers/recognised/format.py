@@ -158,7 +158,12 @@ def _pickle_strings(head: bytes, limit: int = 400) -> list[str]:
 def detect_neon(path: str, head: bytes) -> int:
     if len(head) < 4 or head[0] != 0x80 or not 2 <= head[1] <= 5:
         return 0
-    strings = _pickle_strings(head)
+    try:  # neon pickles may put weights before the class names: look a bit further
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        pass
+    strings = _pickle_strings(head, limit=4000)
     if "neon_version" in strings or any(s.startswith("neon.") for s in strings):
         return 85
     return 0
