@@ -394,6 +394,12 @@ def formats(as_json):
 
     rows = []
     for spec in all_formats().values():
+        if spec.not_converted:  # recognised, answered in one line, never converted
+            rows.append({"name": spec.name, "description": spec.description,
+                         "extensions": list(spec.extensions), "detection": spec.detection,
+                         "convert": "recognised, not converted", "advice": spec.not_converted,
+                         "verify_against": "", "verify": "n/a"})
+            continue
         missing = spec.missing_for_reference()
         missing_load = spec.missing_for_load()
         rows.append({
@@ -413,6 +419,9 @@ def formats(as_json):
     for r in rows:
         click.echo(f"{r['name']:<11} {r['description']} ({', '.join(r['extensions'])})")
         click.echo(f"{'':<11} detected by: {r['detection']}")
+        if "advice" in r:
+            click.echo(f"{'':<11} recognised, not converted: {r['advice']}")
+            continue
         click.echo(f"{'':<11} convert: {r['convert']}; verify against {r['verify_against']}: "
                    f"{r['verify']}")
 

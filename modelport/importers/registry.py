@@ -16,10 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import InvalidModelError, UnknownFormatError
+from modelport.errors import InvalidModelError, ModelportError, UnknownFormatError
 
 # Packages that may define a format, in the order `modelport formats` lists them.
-FORMAT_PACKAGES = ("onnx", "keras", "tensorflow", "caffe", "mxnet", "pytorch")
+FORMAT_PACKAGES = ("onnx", "keras", "tensorflow", "caffe", "mxnet", "pytorch", "torch7",
+                   "recognised")
 HEAD_BYTES = 4096
 
 
@@ -50,6 +51,14 @@ class FormatSpec:
     reference_name: str = ""  # what verification compares against
     reference_modules: tuple[tuple[str, str], ...] = ()  # (python module, pip extra) it needs
     load_modules: tuple[tuple[str, str], ...] = ()  # modules conversion itself needs
+    # Recognised but not converted: what to do instead (non-empty for such formats).
+    not_converted: str = ""
+
+    def refuse(self, path: str) -> ModelportError:
+        """The one-line answer for a recognised format that modelport does not convert."""
+        return NotConvertedError(
+            f"is a {self.description}: modelport recognises this format but does not convert "
+            f"it; {self.not_converted}", path=path)
 
     def loader(self) -> Callable[..., Any]:
         return _resolve(self.load)
@@ -62,6 +71,10 @@ class FormatSpec:
 
     def missing_for_load(self) -> list[tuple[str, str]]:
         return [(m, e) for m, e in self.load_modules if not _installed(m)]
+
+
+class NotConvertedError(ModelportError):
+    """The file is in a format modelport recognises but does not convert (exit 2)."""
 
 
 def _resolve(target: str) -> Callable[..., Any]:
@@ -135,13 +148,16 @@ def detect_format(path: str | os.PathLike) -> FormatSpec:
             scored.append((score, spec.name, spec))
     if scored:
         scored.sort(key=lambda t: (-t[0], t[1]))
+        if scored[0][2].not_converted:
+            raise scored[0][2].refuse(path)
         return scored[0][2]
     if not exists:
         raise InvalidModelError("no such file or directory", path=path)
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise InvalidModelError("file is empty", path=path)
     suffix = Path(path).suffix.lower()
-    by_suffix = [s for s in formats().values() if suffix and suffix in s.extensions]
+    by_suffix = [s for s in formats().values()
+                 if suffix and suffix in s.extensions and not s.not_converted]
     if by_suffix:
         raise InvalidModelError(
             f"has the suffix of a {by_suffix[0].description} file but its content is not one "
