@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,keras,tensorflow,caffe,pytorch
+EXTRAS ?= dev,cpu,keras,tensorflow,caffe,torch7,pytorch
 
 .PHONY: venv demo test lint bench bench-tests mxnet-env clean
 

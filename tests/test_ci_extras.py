@@ -11,7 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Extras CI cannot install, with the reason.
 NOT_IN_CI = {
-    "gpu": "onnxruntime-gpu needs an NVIDIA GPU and replaces the onnxruntime CPU wheel",
+    "gpu": "onnxruntime-gpu needs an NVIDIA GPU and replaces the onnxruntime CPU wheel (CI "
+           "installs the `cpu` runtime extra instead)",
 }
 
 
@@ -36,3 +37,16 @@ def test_ci_runs_pytest_with_the_skip_report():
     addopts = re.search(r"^addopts *= *(.*)$", _pyproject(), re.M).group(1)
     # -ra reports every outcome but passes, skips (with their reasons) included.
     assert re.search(r"-r[a-zA-Z]*[as]", addopts)
+
+
+def test_cpu_and_gpu_runtimes_are_separate_extras():
+    # onnxruntime and onnxruntime-gpu both provide the onnxruntime module: no extra and no
+    # core dependency may pull the CPU package beside the GPU one.
+    text = _pyproject()
+    core = text.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert "onnxruntime" not in core
+    section = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    for line in section.splitlines():
+        name = line.split("=", 1)[0].strip()
+        if "onnxruntime" in line and not line.lstrip().startswith("#"):
+            assert name in ("cpu", "gpu"), line

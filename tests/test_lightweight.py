@@ -30,7 +30,7 @@ def test_formats_says_which_extra_verification_needs(monkeypatch):
     monkeypatch.setattr(registry, "_installed", lambda module: module != "onnxruntime")
     result = CliRunner().invoke(cli, ["formats", "--json"])
     rows = {r["name"]: r for r in json.loads(result.output)}
-    assert rows["onnx"]["verify"] == "needs onnxruntime"
+    assert rows["onnx"]["verify"] == "needs modelport[cpu]"
     assert rows["onnx"]["convert"] == "ready"
 
 

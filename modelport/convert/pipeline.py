@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import time
@@ -177,6 +178,10 @@ def verify_model(
     if not os.path.isfile(converted):
         raise InvalidModelError("no such file", path=converted)
     factory = spec.reference_factory()
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise MissingDependencyError(
+            "onnxruntime", "cpu", "verification (it runs the converted model in onnxruntime; "
+            "on a GPU machine install modelport[gpu] instead)", path=converted)
     missing = spec.missing_for_reference()
     if factory is None or missing:
         module, extra = missing[0] if missing else (spec.reference_name or "a reference", spec.name)

@@ -56,5 +56,5 @@ FORMAT = FormatSpec(
     load="modelport.importers.onnx.load:load",
     reference="modelport.convert.runners.onnxruntime:reference_for_onnx",
     reference_name="onnxruntime on the original model",
-    reference_modules=(("onnxruntime", "core"),),
+    reference_modules=(("onnxruntime", "cpu"),),
 )
