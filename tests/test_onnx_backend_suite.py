@@ -38,3 +38,38 @@ def test_backend_case_survives_conversion(name, level, tmp_path):
         pytest.skip(reason if status == "unrunnable" else
                     f"excluded from the ONNX backend suite: {reason}")
     assert status == "pass", reason
+
+
+def test_a_case_onnxruntime_cannot_run_is_not_judged_and_says_why(monkeypatch):
+    from tests.allowed_skips import is_allowed
+
+    monkeypatch.setattr(onnx_backend, "original_problem", lambda name: "load: no kernel")
+    status, reason = onnx_backend.run_case("node/test_abs", 0)
+    assert status == "unrunnable"
+    assert reason == "onnxruntime cannot run the original on this machine: load: no kernel"
+    assert is_allowed(reason)
+
+
+def test_a_wrong_conversion_of_a_runnable_case_fails(monkeypatch, tmp_path):
+    """The harness fails a case when the converted model computes something else: here the
+    converted Abs is turned into Neg after a correct conversion."""
+    import onnx
+
+    from modelport.convert import pipeline
+
+    real = pipeline.convert
+
+    def convert_then_break(src, out, *args, **kwargs):
+        result = real(src, out, *args, **kwargs)
+        model = onnx.load(out)
+        for node in model.graph.node:
+            if node.op_type == "Abs":
+                node.op_type = "Neg"
+        onnx.save(model, out)
+        return result
+
+    monkeypatch.setattr(pipeline, "convert", convert_then_break)
+    assert onnx_backend.original_problem("node/test_abs") is None
+    status, reason = onnx_backend.run_case("node/test_abs", 1, workdir=str(tmp_path))
+    assert status == "fail"
+    assert reason.startswith("converted model: output 0: values differ")
