@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from modelport.convert.reports import _g, _num
 from modelport.errors import ModelportError
 
 try:  # Python 3.11+
@@ -236,18 +237,6 @@ class ModelResult:
                  error=self.error)
         d.setdefault("report", None)
         return d
-
-
-def _g(x: Any) -> str:
-    v = _num(x)
-    return f"{v:.3g}" if v == v and abs(v) != float("inf") else str(x)
-
-
-def _num(x: Any) -> float:
-    if isinstance(x, (int, float)):
-        return float(x)
-    return {"inf": float("inf"), "-inf": float("-inf")}.get(x, float("nan")) \
-        if isinstance(x, str) else float("nan")
 
 
 def run_model(job: ModelJob, out_dir: str, timeout: float | None,
