@@ -48,3 +48,9 @@ mxnet-env: $(STAMP)
 
 clean:
 	rm -rf $(VENV) examples/out .pytest_cache
+
+# Keras 1.2.2 and 2.2.4 on Theano 1.0.5 (.venv-theano-k1/, .venv-theano-k2/): the verification
+# reference for Theano-backend Keras files. The tests create them on demand too.
+.PHONY: theano-env
+theano-env: $(STAMP)
+	$(BIN)/python -m modelport.convert.runners.theano_env

@@ -54,10 +54,14 @@ def _load_options(weights, inputs, outputs=(), trust_code=False, random_weights=
     from modelport.importers.registry import LoadOptions
 
     shapes, dtypes = _parse_inputs(inputs)
+    ctx = click.get_current_context(silent=True)
+    extra = {}
+    if ctx is not None and ctx.meta.get("keras_backend"):
+        extra["keras_backend"] = ctx.meta["keras_backend"]
     return LoadOptions(
         input_shapes=shapes, input_dtypes=dtypes, outputs=list(outputs) or None, weights=weights,
         trust_code=trust_code, random_weights=random_weights, nchw_inputs=nchw_inputs,
-        dynamic=list(dynamic),
+        dynamic=list(dynamic), extra=extra,
     )
 
 
@@ -84,7 +88,17 @@ def source_options(fn):
                       help="Channels-last sources: take NCHW inputs (no input Transpose).")(fn)
     fn = click.option("--dynamic", multiple=True, metavar="DIM",
                       help="Make a dimension symbolic (e.g. batch).")(fn)
+    fn = click.option("--keras-backend", type=click.Choice(["theano", "tensorflow"]),
+                      expose_value=False, callback=_keep_in_meta,
+                      help="Keras files: the backend that saved it (Theano kernels are flipped); "
+                           "default: the file's record, else 'th' ordering = Theano (Keras 1).")(fn)
     return fn
+
+
+def _keep_in_meta(ctx, param, value):
+    if value:
+        ctx.meta[param.name] = value
+    return value
 
 
 def verify_options(fn):

@@ -315,7 +315,14 @@ def _vocab(config: dict) -> int | None:
     return min(sizes) if sizes else None
 
 
-def reference(path: str, options: Any = None, device: str = "cpu") -> KerasReference:
+def reference(path: str, options: Any = None, device: str = "cpu") -> Any:
+    # Files of Keras' Theano backend (and Keras 1 files) need a reference that reproduces
+    # Theano's semantics: real Keras on Theano, or a report that none can judge them.
+    from modelport.convert.runners.theano import theano_reference
+
+    special = theano_reference(path, options)
+    if special is not None:
+        return special
     return KerasReference(path, options, device=device)
 
 

@@ -16,7 +16,7 @@ from modelport.errors import (
     UnsupportedOpsError,
 )
 from modelport.graph_ir.builder import GraphBuilder
-from modelport.importers.keras import masks
+from modelport.importers.keras import keras1, masks, theano
 from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.model import (
     MODEL_CLASSES,
@@ -32,7 +32,7 @@ from modelport.importers.registry import LoadOptions
 
 TRANSLATOR_MODULES = ("core", "activations", "conv", "pooling", "normalization", "merge",
                       "reshaping", "recurrent", "attention", "preprocessing", "ops", "wrappers",
-                      "einsum", "conv_recurrent", "numpy_ops")
+                      "einsum", "conv_recurrent", "numpy_ops", "keras1_layers")
 SOURCE_PERM_KEY = "modelport.source_perm"
 VALUE_LAYOUTS_KEY = "modelport.value_layouts"
 _loaded = False
@@ -53,8 +53,12 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     config = kf.config
     if "class_name" not in config and "config" not in config:
         raise InvalidModelError("the model config is not a Keras model", path=path)
-    spec = parse_model(config)
     weights = kf.weights
+    if keras1.is_keras1(kf.keras_version, config):
+        config = keras1.normalize_config(config, path)
+        if weights is not None and not isinstance(weights, tuple):
+            weights = keras1.Keras1Weights(weights, kf.keras_version)
+    spec = parse_model(config)
     if isinstance(weights, tuple):  # weights-only file in the Keras 3 layout
         weights = ArchiveWeights(weights[1])
         weights.assign(spec)
@@ -65,6 +69,7 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     b = GraphBuilder(spec.name or "keras")
     ctx = Context(b, options, path)
     ctx.keras_version = kf.keras_version
+    ctx.keras_backend, how = file_backend(kf, options, path)
     walker = Walker(ctx, weights, kf.keras_version, options)
     outputs = walker.run(spec, (), None)
     names = output_names(spec)
@@ -83,12 +88,23 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
         # drop the slice). Shape inference at export names what it can prove.
         out.shape = ir.Shape(dims)
         out.type = ir.TensorType(ir.DataType.from_numpy(t.dtype))
-    meta = {"modelport.keras_version": kf.keras_version}
+    meta = {"modelport.keras_version": kf.keras_version,
+            "modelport.keras_backend": f"{ctx.keras_backend} ({how})"}
     if ctx.layouts:
         meta[VALUE_LAYOUTS_KEY] = json.dumps(ctx.layouts, separators=(",", ":"))
     model = b.build(metadata=meta)
     model._modelport_handles = kf.handles  # keep the files open while tensors are lazy
     return model
+
+
+def file_backend(kf, options: LoadOptions, path: str) -> tuple[str, str]:
+    """The Keras backend the file was saved with (Theano changes what kernels mean) and how
+    that was decided; ``LoadOptions.extra["keras_backend"]`` (``--keras-backend``) wins."""
+    override = options.extra.get("keras_backend")
+    if override and override not in theano.BACKENDS:
+        raise InvalidModelError(f"unknown Keras backend {override!r} (expected one of "
+                                f"{', '.join(theano.BACKENDS)})", path=path)
+    return theano.backend_of(kf.backend, kf.keras_version, kf.config, override)
 
 
 def output_names(spec: ModelSpec) -> list[str]:

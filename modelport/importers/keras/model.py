@@ -290,6 +290,7 @@ class KerasFile:
     keras_version: str
     weights: Any  # LegacyWeights | ArchiveWeights | None
     handles: list  # open files to close
+    backend: str | None = None  # the ``backend`` attribute Keras 2 records (theano, tensorflow)
 
 
 def open_keras(path: str, weights_path: str | None) -> KerasFile:
@@ -311,11 +312,15 @@ def open_keras(path: str, weights_path: str | None) -> KerasFile:
             with open(path) as f:
                 config = json.load(f)
             weights = None
+            backend = config.get("backend")
             if weights_path:
                 h = h5py.File(weights_path, "r")
                 handles.append(h)
                 weights = _weights_only(h)
-            return KerasFile(config, str(config.get("keras_version", "3")), weights, handles)
+                backend = _attr(h, "backend") or backend
+            version = str(config.get("keras_version") or
+                          (_attr(handles[-1], "keras_version") if weights_path else None) or "3")
+            return KerasFile(config, version, weights, handles, backend)
         h = h5py.File(path, "r")
         handles.append(h)
         version = _attr(h, "keras_version") or "2"
@@ -327,13 +332,16 @@ def open_keras(path: str, weights_path: str | None) -> KerasFile:
                     "model and this file with --weights", path=path)
             raise InvalidModelError("is an HDF5 file without a Keras model_config", path=path)
         config = json.loads(raw)
+        backend = _attr(h, "backend")
+        if backend is None and "model_weights" in h:
+            backend = _attr(h["model_weights"], "backend")
         if weights_path:
             h2 = h5py.File(weights_path, "r")
             handles.append(h2)
             weights = _weights_only(h2)
         else:
             weights = LegacyWeights(h["model_weights"]) if "model_weights" in h else None
-        return KerasFile(config, version, weights, handles)
+        return KerasFile(config, version, weights, handles, backend)
     except InvalidModelError:
         for h in handles:
             h.close()

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from modelport.importers.keras import theano
 from modelport.importers.keras.layers.activations import activate
 from modelport.importers.keras.table import KT, Context, Layer, as_tuple, cf_perm, keras_layer
 
@@ -75,13 +76,18 @@ def spatial(t: KT, channels_first: bool) -> tuple[list, int | None]:
     return list(t.shape[1:-1]), t.shape[-1]
 
 
-def padding_attrs(padding: str, sizes, ks, ss, ds) -> tuple[dict, list]:
-    """ONNX pads (or auto_pad) and the output sizes for Keras padding."""
+def padding_attrs(padding: str, sizes, ks, ss, ds, on_theano: bool = False) -> tuple[dict, list]:
+    """ONNX pads (or auto_pad) and the output sizes for Keras padding (``on_theano``: the
+    ``same`` padding of Keras' Theano backend, see importers/keras/theano.py)."""
     n = len(ks)
     if padding == "valid":
         pads = [(0, 0)] * n
     elif padding == "causal":
         pads = [((ks[i] - 1) * ds[i], 0) for i in range(n)]
+    elif on_theano:
+        pads = [theano.same_pads(sizes[i], ks[i], ss[i], ds[i]) for i in range(n)]
+        if any(p is None for p in pads):
+            raise ValueError("'same' padding of a Theano-backend file needs static spatial sizes")
     else:
         pads = [same_pads(sizes[i], ks[i], ss[i], ds[i]) for i in range(n)]
         if any(p is None for p in pads):
@@ -115,6 +121,14 @@ def _kernel_perm(rank: int) -> list[int]:
     return [rank - 1, rank - 2, *range(rank - 2)]
 
 
+def kernel_transform(ctx: Context, layer: Layer, index: int, kshape: tuple):
+    """Keras ``(k..., a, b)`` to ONNX ``(b, a, k...)``; a Theano kernel is unflipped first."""
+    kp = _kernel_perm(len(kshape))
+    if theano.flips(ctx, layer.class_name, index):
+        return lambda k: np.transpose(theano.unflip(k), kp)
+    return lambda k: np.transpose(k, kp)
+
+
 @keras_layer("Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D")
 def conv(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     c = layer.config
@@ -125,10 +139,11 @@ def conv(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     filters = kshape[-1]
     x, perm = _layout(ctx, t, cfirst)
     sizes, _ = spatial(t, cfirst)
-    attrs, outs = padding_attrs(c.get("padding", "valid"), sizes, ks, ss, ds)
-    kp = _kernel_perm(len(kshape))
-    w, b, owner = conv_weights(ctx, layer, 0, "kernel", lambda k: np.transpose(k, kp),
-                               [kshape[p] for p in kp], 1 if c.get("use_bias", True) else None)
+    attrs, outs = padding_attrs(c.get("padding", "valid"), sizes, ks, ss, ds,
+                                theano.is_theano(ctx))
+    w, b, owner = conv_weights(ctx, layer, 0, "kernel", kernel_transform(ctx, layer, 0, kshape),
+                               [kshape[p] for p in _kernel_perm(len(kshape))],
+                               1 if c.get("use_bias", True) else None)
     with ctx.b.layer(owner):
         y = ctx.op("Conv", x, w, b, kernel_shape=list(ks), strides=list(ss),
                    dilations=list(ds), group=groups, **attrs)
@@ -161,7 +176,8 @@ def _depthwise(ctx: Context, layer: Layer, t: KT, index: int, bias_index: int | 
     n, cfirst, ks, ss, ds = _geometry(c, t)
     x, perm = _layout(ctx, t, cfirst)
     sizes, _ = spatial(t, cfirst)
-    attrs, outs = padding_attrs(c.get("padding", "valid"), sizes, ks, ss, ds)
+    attrs, outs = padding_attrs(c.get("padding", "valid"), sizes, ks, ss, ds,
+                                theano.is_theano(ctx))
     fold = layer.class_name.startswith("Depthwise")
     w, b, owner, cin, mult = _depthwise_weight(ctx, layer, index, "depthwise_kernel",
                                                bias_index, fold)
@@ -218,27 +234,42 @@ def conv_transpose(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     ops = c.get("output_padding")
     ops = as_tuple(ops, n) if ops is not None else (None,) * n
     padding = c.get("padding", "valid")
+    # Keras 1's Deconvolution2D states its output shape instead of deriving it.
+    given = ((c.get("_keras1") or {}).get("output_shape") or [None] * (n + 2))
+    given = list(given[2:] if cfirst else given[1:-1])
     kshape = tuple(layer.weights()[0].shape)  # (k..., out, in)
     filters = kshape[-2]
     x, perm = _layout(ctx, t, cfirst)
     sizes, _ = spatial(t, cfirst)
     pads_b, pads_e, extra, outs = [], [], [], []
+    on_theano = theano.is_theano(ctx)
     for i in range(n):
         size = sizes[i]
         eff = (ks[i] - 1) * ds[i] + 1
         out = deconv_length(size, ks[i], padding, ops[i], ss[i], ds[i])
+        explicit = ops[i] is not None
+        if isinstance(given[i], int) and out is not None:
+            out, explicit = given[i], True
         if out is None:
             raise ValueError("transposed convolutions need static spatial input sizes")
         full = (size - 1) * ss[i] + eff
-        total = max(full - out, 0) if padding == "same" or ops[i] is not None else 0
-        if padding == "valid" and ops[i] is not None:
+        total = max(full - out, 0) if padding == "same" or explicit else 0
+        if padding == "valid" and explicit:
             total = 0
-        pads_b.append(total // 2)
-        pads_e.append(total - total // 2)
-        extra.append(out - (full - total))
+        if on_theano and padding == "same":
+            # The gradient of Theano's ``half`` convolution: eff // 2 cut at the start, the
+            # end cut (or grown) to the output length Keras asked for.
+            begin, end = eff // 2, full - out - eff // 2
+            pads_b.append(begin)
+            pads_e.append(max(end, 0))
+            extra.append(max(-end, 0))
+        else:
+            pads_b.append(total // 2)
+            pads_e.append(total - total // 2)
+            extra.append(out - (full - total))
         outs.append(out)
     kp = _kernel_perm(len(kshape))
-    w = ctx.weight(layer, 0, "kernel", transform=lambda k: np.transpose(k, kp),
+    w = ctx.weight(layer, 0, "kernel", transform=kernel_transform(ctx, layer, 0, kshape),
                    shape=[kshape[p] for p in kp])
     b = ctx.weight(layer, 1, "bias") if c.get("use_bias", True) else None
     y = ctx.op("ConvTranspose", x, w, b, kernel_shape=list(ks), strides=list(ss),

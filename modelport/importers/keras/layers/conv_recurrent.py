@@ -15,10 +15,9 @@ Kernels are re-laid out for ONNX inside the weight read: ``(k..., in, 4F) -> (4F
 
 from __future__ import annotations
 
-import numpy as np
-
+from modelport.importers.keras import theano
 from modelport.importers.keras.layers.activations import activate
-from modelport.importers.keras.layers.conv import padding_attrs, same_pads
+from modelport.importers.keras.layers.conv import kernel_transform, padding_attrs, same_pads
 from modelport.importers.keras.layers.recurrent import _states
 from modelport.importers.keras.table import KT, Context, Layer, as_tuple, cf_perm, ints, keras_layer
 
@@ -57,7 +56,8 @@ def conv_lstm(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT] | KT:
     padding = str(c.get("padding", "valid")).lower()
     if padding not in ("valid", "same"):
         raise ValueError(f"{name} padding {padding!r} is not supported")
-    attrs, outs = padding_attrs(padding, sizes, ks, ss, ds)
+    on_theano = theano.is_theano(ctx)
+    attrs, outs = padding_attrs(padding, sizes, ks, ss, ds, on_theano)
     if any(o is None or o < 1 for o in outs):
         raise ValueError(f"{name}: the kernel does not fit the input")
 
@@ -66,9 +66,10 @@ def conv_lstm(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT] | KT:
     kshape = tuple(int(d) for d in ws[0].shape)
     rshape = tuple(int(d) for d in ws[1].shape)
     kp = _kernel_perm(len(kshape))
-    w = ctx.weight(layer, 0, "kernel", transform=lambda k: np.transpose(k, kp),
+    w = ctx.weight(layer, 0, "kernel", transform=kernel_transform(ctx, layer, 0, kshape),
                    shape=[kshape[p] for p in kp])
-    r = ctx.weight(layer, 1, "recurrent_kernel", transform=lambda k: np.transpose(k, kp),
+    r = ctx.weight(layer, 1, "recurrent_kernel",
+                   transform=kernel_transform(ctx, layer, 1, rshape),
                    shape=[rshape[p] for p in kp])
     b = ctx.weight(layer, 2, "bias") if c.get("use_bias", True) else None
 
@@ -87,7 +88,8 @@ def conv_lstm(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT] | KT:
 
     state_shape = (x.shape[0], filters, *outs) if cfirst else (x.shape[0], *outs, filters)
     state_perm = None if cfirst else cf_perm(n + 2)
-    rpads = [same_pads(o, k, 1, 1) for o, k in zip(outs, ks)]
+    rpads = [(theano.same_pads if on_theano else same_pads)(o, k, 1, 1)
+             for o, k in zip(outs, ks)]
     rattrs = {"kernel_shape": list(ks), "pads": [p[0] for p in rpads] + [p[1] for p in rpads]}
     split = ints(ctx, [filters] * 4, "split")
     keras2 = layer.keras2

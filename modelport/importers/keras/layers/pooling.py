@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelport.importers.keras import theano
 from modelport.importers.keras.layers.conv import _layout, _out_shape, padding_attrs, spatial
 from modelport.importers.keras.table import KT, Context, Layer, as_tuple, keras_layer, reduce
 
@@ -21,7 +22,15 @@ def pool(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     ss = as_tuple(strides if strides is not None else ks, n)
     x, perm = _layout(ctx, t, cfirst)
     sizes, channels = spatial(t, cfirst)
-    attrs, outs = padding_attrs(c.get("padding", "valid"), sizes, ks, ss, (1,) * n)
+    padding = c.get("padding", "valid")
+    if padding == "same" and theano.is_theano(ctx):
+        pads = [theano.pool_same_pads(sizes[i], ks[i], ss[i], n == 3) for i in range(n)]
+        if any(p is None for p in pads):
+            raise ValueError("'same' pooling of a Theano-backend file needs static spatial sizes")
+        attrs = {"pads": [p[0] for p in pads] + [p[1] for p in pads]}
+        outs = [-(-sizes[i] // ss[i]) for i in range(n)]
+    else:
+        attrs, outs = padding_attrs(padding, sizes, ks, ss, (1,) * n)
     if layer.class_name.startswith("Max"):
         y = ctx.op("MaxPool", x, kernel_shape=list(ks), strides=list(ss), **attrs)
     else:
