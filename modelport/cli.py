@@ -81,7 +81,8 @@ def source_options(fn):
                       help="Fix or override an input shape (and dtype, for sources that take "
                            "one), e.g. data:1,3,224,224 or ids:1,128:int64.")(fn)
     fn = click.option("--trust-code", is_flag=True,
-                      help="Allow executing code stored in the model (pickles, Lambda layers).")(fn)
+                      help="Allow executing code stored in the model (pickles, Lambda layers, "
+                           "TorchScript programs); only for files you trust.")(fn)
     fn = click.option("--random-weights", is_flag=True,
                       help="Fill missing weights with seeded random values (structure checks).")(fn)
     fn = click.option("--nchw-inputs", is_flag=True,
@@ -206,7 +207,10 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--external-data/--no-external-data", default=None,
               help="Store weights in OUT.data (default: only when over 2 GB).")
-@click.option("--verify", "do_verify", is_flag=True, help="Compare the result with the source.")
+@click.option("--verify", "do_verify", is_flag=True,
+              help="Compare the result with the source; OUT appears only if it passes.")
+@click.option("--keep-failed", is_flag=True,
+              help="With --verify: write OUT even when verification fails (exit 1 still).")
 @click.option("--target", default=None, metavar="tensorrt[:VERSION]",
               help="Fix what TensorRT's parser rejects, refuse what cannot be fixed, and write "
                    "OUT.trt.json (optimisation profile, trtexec command).")
@@ -215,8 +219,8 @@ def cli() -> None:
 @source_options
 @verify_options
 @common_options
-def convert(src, out, outputs, opset, level, force, external_data, do_verify, target,
-            input_ranges, fmt, weights,
+def convert(src, out, outputs, opset, level, force, external_data, do_verify, keep_failed,
+            target, input_ranges, fmt, weights,
             inputs, trust_code, random_weights, nchw_inputs, dynamic, inputs_file, seed, rtol,
             atol, per_layer, device, junit_file, html_file, debug, quiet, as_json):
     """Convert SRC to ONNX at OUT (`-o`)."""
@@ -230,7 +234,7 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, ta
         external_data=external_data, verify=do_verify or per_layer,
         verify_kwargs=dict(rtol=rtol, atol=atol, seed=seed, inputs=inputs_file,
                            per_layer=per_layer, device=device),
-        progress=_progress(quiet, as_json), target=target,
+        progress=_progress(quiet, as_json), keep_failed=keep_failed, target=target,
         input_ranges=_input_ranges(input_ranges, target),
     )
     d = result.to_dict()
@@ -243,11 +247,15 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, ta
         _emit_json(d)
     else:
         total = sum(result.seconds.values())
-        click.echo(f"{result.source} ({result.format}) -> {result.output}: "
-                   f"{result.nodes_exported} nodes, opset {result.opset}, "
-                   f"{result.bytes / 1e6:.1f} MB in {total:.2f}s")
+        if result.written:
+            click.echo(f"{result.source} ({result.format}) -> {result.output}: "
+                       f"{result.nodes_exported} nodes, opset {result.opset}, "
+                       f"{result.bytes / 1e6:.1f} MB in {total:.2f}s")
         if result.report is not None:
             click.echo(result.report.table())
+        if not result.written:
+            click.echo(f"modelport: verification failed: {result.output} was not written "
+                       "(pass --keep-failed to write it anyway)", err=True)
     if not result.passed:
         sys.exit(EXIT_MISMATCH)
 

@@ -48,8 +48,11 @@ def convert(source: str | os.PathLike, output: str | os.PathLike, *, format: str
             verify: bool = False, rtol: float | None = None, atol: float | None = None,
             inputs: Any = None, seed: int = 0, per_layer: bool = False, device: str = "cpu",
             external_data: bool | None = None, options: LoadOptions | None = None,
-            **option_kwargs: Any):
+            keep_failed: bool = False, **option_kwargs: Any):
     """Convert ``source`` to ONNX at ``output``; with ``verify=True`` also compare the two.
+
+    With ``verify=True`` the output appears only if verification passes (``keep_failed``:
+    also when it fails; ``result.written`` says which).
 
     Returns a ConvertResult; ``result.report`` is the VerifyReport when verification ran.
     """
@@ -61,7 +64,7 @@ def convert(source: str | os.PathLike, output: str | os.PathLike, *, format: str
                          inputs=inputs, seed=seed, per_layer=per_layer, device=device)
     return run(source, output, format=format, options=_options(options, option_kwargs),
                opset=opset, level=level, force=force, external_data=external_data,
-               verify=verify, verify_kwargs=verify_kwargs)
+               verify=verify, verify_kwargs=verify_kwargs, keep_failed=keep_failed)
 
 
 def verify(source: str | os.PathLike, converted: str | os.PathLike, *, format: str | None = None,

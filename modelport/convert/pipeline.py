@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -27,6 +28,30 @@ def resolve_format(source: str, format: str | None) -> FormatSpec:
     return get_format(format) if format else detect_format(source)
 
 
+def check_code(source: str, spec: FormatSpec, options: LoadOptions, *, run: bool) -> None:
+    """The code check every command applies before it opens a model (convert, verify, inspect,
+    batch): raises UnsafeModelError when reading ``source`` would execute code stored in it and
+    ``options.trust_code`` is not set. ``run=False``: modelport's own importer reads it;
+    ``run=True``: the source framework loads it, for verification. Each format defines what
+    that means (``FormatSpec.code_check``: Keras Lambda and foreign modules, pickles,
+    TorchScript...)."""
+    spec.check_code(source, options, run=run)
+
+
+def source_files(source: str, options: LoadOptions, model: ir.Model | None = None) -> list[str]:
+    """The files a conversion reads (model, weights, external tensors): never an output."""
+    files = [source] + ([options.weights] if options.weights else [])
+    if os.path.isdir(source):
+        with contextlib.suppress(OSError):
+            files += [os.path.join(source, n) for n in os.listdir(source)]
+    if model is not None:
+        for value in model.graph.initializers.values():
+            path = getattr(value.const_value, "path", None)
+            if isinstance(path, (str, os.PathLike)):
+                files.append(os.fspath(path))
+    return files
+
+
 def import_model(
     source: str | os.PathLike,
     *,
@@ -40,6 +65,7 @@ def import_model(
     if missing:
         module, extra = missing[0]
         raise MissingDependencyError(module, extra, f"reading a {spec.description}", path=source)
+    check_code(source, spec, options, run=False)
     loader = spec.loader()
     try:
         model = loader(source, options)
@@ -77,6 +103,7 @@ class ConvertResult:
     nodes_exported: int
     seconds: dict[str, float]
     report: Any = None  # VerifyReport when verification ran
+    written: bool = True  # False: verification failed and the output was not written
 
     @property
     def passed(self) -> bool:
@@ -104,19 +131,25 @@ def convert(
     progress: Progress = NULL,
     target: str | None = None,
     input_ranges: dict[str, tuple] | None = None,
+    keep_failed: bool = False,
 ) -> ConvertResult:
+    """With ``verify``, the output appears only once verification finished and passed (or
+    with ``keep_failed``, also after a failure); an interrupted run leaves nothing."""
     from modelport.exporters.atomic import check_writable
     from modelport.exporters.onnx import export, weight_bytes
     from modelport.graph_ir.passes import optimize
 
     source, output = os.fspath(source), os.fspath(output)
     options = options or LoadOptions()
-    check_writable([output], force)
+    check_writable([output], force, sources=source_files(source, options))
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     progress.stage(f"reading {os.path.basename(source)}")
     model, spec = import_model(source, format=format, options=options)
     seconds["import"] = time.perf_counter() - t
+    if verify:  # refuse before any work when the reference would run code
+        check_code(source, spec, options, run=True)
+    sources = source_files(source, options, model)
     imported = sum(1 for _ in model.graph.all_nodes())
 
     t = time.perf_counter()
@@ -139,25 +172,41 @@ def convert(
             convert_opset(model, opset)
         findings = tensorrt.refuse_if_errors(model, trt, source, external_data)
     progress.stage(f"writing {os.path.basename(output)}", total_bytes=weight_bytes(model))
-    result = export(model, output, opset=opset, force=force, external_data=external_data,
-                    on_tensor=lambda _name, n: progress.advance(n))
-    seconds["export"] = time.perf_counter() - t
-    if trt is not None:
+    report = None
+
+    def verify_before_commit(temp: str) -> None:
+        nonlocal report
+        progress.done()
+        t_verify = time.perf_counter()
+        report = verify_model(source, temp, format=spec.name, options=options,
+                              progress=progress, **(verify_kwargs or {}))
+        report.converted = output
+        seconds["verify"] = time.perf_counter() - t_verify
+        if not report.passed and not keep_failed:
+            raise _NotWritten
+
+    try:
+        result = export(model, output, opset=opset, force=force, external_data=external_data,
+                        on_tensor=lambda _name, n: progress.advance(n), sources=sources,
+                        before_commit=verify_before_commit if verify else None)
+    except _NotWritten:
+        result = None
+    seconds["export"] = time.perf_counter() - t - seconds.get("verify", 0.0)
+    if trt is not None and result is not None:
         tensorrt.write_sidecar(output, model, trt, input_ranges or {}, findings)
     progress.done()
-    converted = ConvertResult(
-        source=source, format=spec.name, output=output, bytes=result.bytes, opset=result.opset,
-        external_data=result.external_data, nodes_imported=imported,
+    return ConvertResult(
+        source=source, format=spec.name, output=output,
+        bytes=result.bytes if result else 0,
+        opset=result.opset if result else model.opset_imports.get("", 0),
+        external_data=result.external_data if result else None, nodes_imported=imported,
         nodes_exported=sum(1 for _ in model.graph.all_nodes()), seconds=seconds,
+        report=report, written=result is not None,
     )
-    if verify:
-        t = time.perf_counter()
-        converted.report = verify_model(
-            source, output, format=spec.name, options=options, progress=progress,
-            **(verify_kwargs or {}),
-        )
-        seconds["verify"] = time.perf_counter() - t
-    return converted
+
+
+class _NotWritten(Exception):
+    """Verification failed: abandon the temporary output (no file appears)."""
 
 
 def verify_model(
@@ -177,6 +226,7 @@ def verify_model(
     spec = resolve_format(source, format)
     if not os.path.isfile(converted):
         raise InvalidModelError("no such file", path=converted)
+    check_code(source, spec, options, run=True)
     factory = spec.reference_factory()
     if importlib.util.find_spec("onnxruntime") is None:
         raise MissingDependencyError(

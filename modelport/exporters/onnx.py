@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import onnx
 import onnx_ir as ir
@@ -110,11 +110,16 @@ def export(
     external_data: bool | None = None,
     external_threshold: int = EXTERNAL_DATA_THRESHOLD,
     on_tensor: Callable[[str, int], None] | None = None,
+    sources: Sequence[str] = (),
+    before_commit: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Write ``model`` to ``path``.
 
     ``external_data``: None decides by size (over ``external_threshold`` bytes of weights),
     True/False forces it. The external file is ``<name>.onnx.data`` beside the model.
+    ``sources``: files the model was read from, never overwritten (see :mod:`.atomic`).
+    ``before_commit(temporary model path)`` runs after the file is written and checked, before
+    it is moved into place; if it raises, nothing appears (verification runs there).
     """
     path = os.fspath(path)
     if opset is not None:
@@ -127,7 +132,7 @@ def export(
     data_name = os.path.basename(path) + ".data"
     finals = [os.path.join(os.path.dirname(os.path.abspath(path)), data_name)] if use_external else []
     finals.append(os.path.abspath(path))
-    with atomic_outputs(finals, force=force) as temps:
+    with atomic_outputs(finals, force=force, sources=sources) as temps:
         tmp_model = temps[os.path.abspath(path)]
         try:
             if use_external:
@@ -152,6 +157,8 @@ def export(
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"the converted graph fails the ONNX checker: {first}", path=path) from exc
         size = os.path.getsize(tmp_model)
+        if before_commit is not None:
+            before_commit(tmp_model)
     return ExportResult(
         path=path,
         bytes=size,

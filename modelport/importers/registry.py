@@ -51,6 +51,11 @@ class FormatSpec:
     reference_name: str = ""  # what verification compares against
     reference_modules: tuple[tuple[str, str], ...] = ()  # (python module, pip extra) it needs
     load_modules: tuple[tuple[str, str], ...] = ()  # modules conversion itself needs
+    # "module:function" (path, LoadOptions, *, run: bool) -> None: raises UnsafeModelError when
+    # reading the file (run=False: our importer; run=True: the source framework, for
+    # verification) would execute code stored in it and options.trust_code is not set. The
+    # pipeline calls it before anything else opens the file (see pipeline.check_code).
+    code_check: str | None = None
     # Recognised but not converted: what to do instead (non-empty for such formats).
     not_converted: str = ""
 
@@ -65,6 +70,10 @@ class FormatSpec:
 
     def reference_factory(self) -> Callable[..., Any] | None:
         return _resolve(self.reference) if self.reference else None
+
+    def check_code(self, path: str, options: LoadOptions, *, run: bool) -> None:
+        if self.code_check:
+            _resolve(self.code_check)(path, options, run=run)
 
     def missing_for_reference(self) -> list[tuple[str, str]]:
         return [(m, e) for m, e in self.reference_modules if not _installed(m)]

@@ -40,7 +40,10 @@ class KerasReference:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from modelport.importers.keras.load import input_names, output_names
         from modelport.importers.keras.model import open_keras, parse_model
+        from modelport.importers.keras.safety import check
 
+        # The pipeline's code check ran already; this guards direct use of the runner.
+        check(path, options, run=True)
         weights = getattr(options, "weights", None)
         kf = open_keras(path, weights)
         try:

@@ -63,4 +63,5 @@ FORMAT = FormatSpec(
     reference_name="Keras",
     reference_modules=(("keras", "keras"),),
     load_modules=(("h5py", "core"),),
+    code_check="modelport.importers.keras.safety:check",
 )

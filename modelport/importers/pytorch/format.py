@@ -73,6 +73,7 @@ _COMMON = dict(
     load_modules=(("torch", "pytorch"),),
     reference="modelport.convert.runners.pytorch:reference",
     reference_modules=(("torch", "pytorch"),),
+    code_check="modelport.importers.pytorch.safety:check",
 )
 
 FORMATS = [

@@ -14,6 +14,7 @@ import inspect
 import os
 import pickle
 import sys
+import warnings
 from typing import Any
 
 import torch
@@ -78,6 +79,10 @@ def open_source(path: str, options: LoadOptions) -> TorchSource:
     if kind == "export":
         return _open_export(path, options)
     if kind == "torchscript":
+        if not options.trust_code:  # the pipeline's code check refuses first; kept for direct use
+            from modelport.importers.pytorch.safety import check
+
+            check(path, options, run=True)
         module = _load_torchscript(path)
         names = [a.name for a in module.forward.schema.arguments[1:]]
         return _with_inputs("torchscript", path, module, names, options)
@@ -168,12 +173,17 @@ def _unwrap_checkpoint(state: Any) -> Any:
 
 
 def _load_pickle(path: str, options: LoadOptions) -> torch.nn.Module:
+    from modelport.importers.pytorch.safety import refused_global
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not options.trust_code:
             raise UnsafeModelError(
-                "pickles a whole Python module, and unpickling it runs code from the file; "
+                f"pickles Python objects, not only tensors ({refused_global(exc)}: a whole "
+                "module, or anything else), and unpickling them runs code from the file; "
                 "pass --trust-code if you trust its origin, or better save model.state_dict() "
                 "and convert 'package.module:factory --weights FILE', or save a .pt2 with "
                 "torch.export.save", path=path) from exc
@@ -298,8 +308,12 @@ def _example(dims: list[int], dtype: torch.dtype, gen: torch.Generator) -> torch
 
 # -- torch.export archives ---------------------------------------------------------------------
 def _open_export(path: str, options: LoadOptions) -> TorchSource:
+    from modelport.importers.pytorch.safety import load_export
+
     try:
-        program = torch.export.load(path)
+        program = load_export(path, options.trust_code)
+    except UnsafeModelError:
+        raise
     except Exception as exc:
         raise InvalidModelError(f"cannot load as a torch.export archive ({_first_line(exc)})",
                                 path=path) from exc

@@ -53,6 +53,7 @@ def write_source(kind: str, name: str, folder: str) -> tuple[str, dict, torch.nn
         scripted = (torch.jit.script(module) if kind == "script"
                     else torch.jit.trace(module, args, check_trace=False))
         torch.jit.save(scripted, path)
+        options["trust_code"] = True  # a TorchScript archive is a program: it must be trusted
         return path, options, module
     raise ValueError(kind)
 

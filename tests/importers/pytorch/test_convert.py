@@ -168,7 +168,7 @@ def test_torchscript_dynamic_transformer_falls_back_to_fixed_batch(folder, capfd
 def test_torchscript_fallback_routes(folder, route):
     src, options, module = write_source("trace", "two_in_out", folder)
     out = os.path.join(folder, f"two_{route}.onnx")
-    opts = LoadOptions(input_shapes=options["input_shapes"],
+    opts = LoadOptions(input_shapes=options["input_shapes"], trust_code=True,
                        extra={"torchscript_route": route})
     result = modelport.convert(src, out, verify=True, options=opts)
     assert result.passed, result.report.table()
