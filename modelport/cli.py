@@ -56,8 +56,9 @@ def _load_options(weights, inputs, outputs=(), trust_code=False, random_weights=
     shapes, dtypes = _parse_inputs(inputs)
     ctx = click.get_current_context(silent=True)
     extra = {}
-    if ctx is not None and ctx.meta.get("keras_backend"):
-        extra["keras_backend"] = ctx.meta["keras_backend"]
+    for key in ("keras_backend", "signature"):
+        if ctx is not None and ctx.meta.get(key):
+            extra[key] = ctx.meta[key]
     return LoadOptions(
         input_shapes=shapes, input_dtypes=dtypes, outputs=list(outputs) or None, weights=weights,
         trust_code=trust_code, random_weights=random_weights, nchw_inputs=nchw_inputs,
@@ -93,6 +94,8 @@ def source_options(fn):
                       expose_value=False, callback=_keep_in_meta,
                       help="Keras files: the backend that saved it (Theano kernels are flipped); "
                            "default: the file's record, else 'th' ordering = Theano (Keras 1).")(fn)
+    fn = click.option("--signature", metavar="NAME", expose_value=False, callback=_keep_in_meta,
+                      help="SavedModel signature to convert (default serving_default).")(fn)
     return fn
 
 

@@ -1,0 +1,1 @@
+"""Python classes generated from ``../modelport_tf.proto`` (see ``../regen_proto.sh``)."""

@@ -1,0 +1,88 @@
+"""TensorProto values: the packed ``tensor_content`` encoding and the repeated-value fields.
+
+A TensorProto holds its values either packed (``tensor_content``: the raw little-endian
+bytes) or in the typed repeated field of its dtype (``float_val``, ``int_val``, ``half_val``
+...), where fewer values than elements means "repeat the last one" (a splat). Large weights are
+wrapped in lazy tensors that decode the message's bytes when the exporter asks for them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelport.graph_ir import lazy_tensor
+from modelport.importers.tensorflow import dtypes
+
+_SMALL = 1024
+
+
+def shape_of(shape_proto) -> list[int] | None:
+    """A TensorShapeProto as a list (-1 for unknown dims), or None for an unknown rank."""
+    if shape_proto.unknown_rank:
+        return None
+    return [int(d.size) for d in shape_proto.dim]
+
+
+def _repeated(t, np_dtype: np.dtype):
+    dt = dtypes.base(t.dtype)
+    if dt in (dtypes.HALF, dtypes.BFLOAT16):
+        # 16-bit floats are stored as their bit patterns in the int32 half_val field.
+        return np.asarray(t.half_val, dtype=np.uint16).view(np_dtype)
+    if dt == dtypes.FLOAT:
+        return np.asarray(t.float_val, dtype=np_dtype)
+    if dt == dtypes.DOUBLE:
+        return np.asarray(t.double_val, dtype=np_dtype)
+    if dt in (dtypes.INT64,):
+        return np.asarray(t.int64_val, dtype=np_dtype)
+    if dt == dtypes.BOOL:
+        return np.asarray(t.bool_val, dtype=np_dtype)
+    if dt == dtypes.STRING:
+        return np.asarray(list(t.string_val), dtype=object)
+    if dt == dtypes.UINT32:
+        return np.asarray(t.uint32_val, dtype=np_dtype)
+    if dt == dtypes.UINT64:
+        return np.asarray(t.uint64_val, dtype=np_dtype)
+    # int32, int16, int8, uint8, uint16, the quantized types: int_val
+    return np.asarray(t.int_val, dtype=np.int64).astype(np_dtype)
+
+
+def to_array(t) -> np.ndarray:
+    """Decode a TensorProto into a NumPy array (ValueError if malformed)."""
+    np_dtype = dtypes.to_numpy(t.dtype)
+    shape = shape_of(t.tensor_shape) or []
+    if any(d < 0 for d in shape):
+        raise ValueError(f"a constant has an unknown dimension in its shape {shape}")
+    count = int(np.prod(shape, dtype=np.int64))
+    if t.tensor_content:
+        if np_dtype == np.dtype(object):
+            raise ValueError("packed string tensors are not supported")
+        data = np.frombuffer(t.tensor_content, dtype=np_dtype.newbyteorder("<"))
+        if data.size != count:
+            raise ValueError(f"tensor_content holds {data.size} values for shape {shape}")
+        return data.astype(np_dtype, copy=False).reshape(shape)
+    values = _repeated(t, np_dtype)
+    if values.size == count:
+        return values.reshape(shape)
+    if values.size == 0:
+        return np.zeros(shape, dtype=np_dtype) if np_dtype != np.dtype(object) else \
+            np.full(shape, b"", dtype=object)
+    if values.size > count:
+        raise ValueError(f"holds {values.size} values for shape {shape}")
+    # Fewer values than elements: the last one is repeated.
+    out = np.empty(count, dtype=np_dtype)
+    out[: values.size] = values
+    out[values.size:] = values[-1]
+    return out.reshape(shape)
+
+
+def element_count(t) -> int:
+    shape = shape_of(t.tensor_shape) or []
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def lazy_or_array(t, name: str):
+    """A small TensorProto decoded now, a large one as a lazy tensor reading it on demand."""
+    if element_count(t) <= _SMALL or dtypes.base(t.dtype) == dtypes.STRING:
+        return to_array(t)
+    shape = shape_of(t.tensor_shape) or []
+    return lazy_tensor(lambda: to_array(t), dtypes.to_ir(t.dtype), shape, name=name)
