@@ -19,31 +19,17 @@ EXIT_MISMATCH = 1
 EXIT_INTERNAL = 3
 
 
-_DTYPES = ("float32", "float16", "float64", "bfloat16", "int64", "int32", "int16", "int8",
-           "uint8", "uint16", "uint32", "uint64", "bool")
-
-
 def _parse_inputs(specs: tuple[str, ...]) -> tuple[dict[str, list[int | str]], dict[str, str]]:
     """``NAME:DIMS[:DTYPE]`` → shapes and dtypes. Names may contain ':' (e.g. TF's ``x:0``)."""
-    from modelport.graph_ir.io import parse_shape
+    from modelport.graph_ir.io import parse_input_spec
 
     shapes: dict[str, list[int | str]] = {}
     dtypes: dict[str, str] = {}
     for spec in specs:
-        rest, dtype = spec, None
-        head, sep, last = spec.rpartition(":")
-        if sep and last in _DTYPES:
-            rest, dtype = head, last
-        name, sep, dims = rest.rpartition(":")
-        if not sep or not name:
-            raise InputSpecError(
-                f"--input {spec!r}: expected NAME:DIMS[:DTYPE], e.g. input:1,3,224,224 or "
-                "ids:1,128:int64"
-            )
-        try:
-            shapes[name] = parse_shape(dims)
-        except ValueError:
-            raise InputSpecError(f"--input {spec!r}: dims must be integers or names") from None
+        name, dims, dtype = parse_input_spec(spec)
+        if name in shapes:
+            raise InputSpecError(f"--input {spec!r}: input {name!r} is given twice")
+        shapes[name] = dims
         if dtype:
             dtypes[name] = dtype
     return shapes, dtypes

@@ -86,6 +86,10 @@ class InputSpecError(ModelportError):
     """A ``--input``/``--output``/``--inputs`` option does not fit the model."""
 
 
+class UnsupportedOptionError(InputSpecError):
+    """An option that the source's format cannot honour (refused rather than ignored)."""
+
+
 class VerificationMismatch(ModelportError):
     """The converted model computes different numbers than the source."""
 

@@ -15,17 +15,33 @@ import onnx_ir as ir
 
 from modelport.convert.progress import NULL, Progress
 from modelport.convert.verify import LAYER_MAP_KEY, LAYER_SKIPS_KEY
-from modelport.errors import InvalidModelError, MissingDependencyError, ModelportError
+from modelport.errors import (
+    InputSpecError,
+    InvalidModelError,
+    MissingDependencyError,
+    ModelportError,
+)
 from modelport.graph_ir import validate
 from modelport.graph_ir.io import select_outputs, set_input_shapes
 from modelport.graph_ir.source import layer_map
-from modelport.importers.registry import FormatSpec, LoadOptions, detect_format, get_format
+from modelport.importers.registry import (
+    FormatSpec,
+    LoadOptions,
+    check_options,
+    detect_format,
+    get_format,
+)
 
 FORMAT_KEY = "modelport.source_format"
 
 
-def resolve_format(source: str, format: str | None) -> FormatSpec:
-    return get_format(format) if format else detect_format(source)
+def resolve_format(source: str, format: str | None,
+                   options: LoadOptions | None = None) -> FormatSpec:
+    """The source's format; with ``options``, also refuse options that format cannot honour."""
+    spec = get_format(format) if format else detect_format(source)
+    if options is not None:
+        check_options(spec, options)
+    return spec
 
 
 def check_code(source: str, spec: FormatSpec, options: LoadOptions, *, run: bool) -> None:
@@ -60,7 +76,7 @@ def import_model(
 ) -> tuple[ir.Model, FormatSpec]:
     source = os.fspath(source)
     options = options or LoadOptions()
-    spec = resolve_format(source, format)
+    spec = resolve_format(source, format, options)
     missing = spec.missing_for_load()
     if missing:
         module, extra = missing[0]
@@ -136,11 +152,13 @@ def convert(
     """With ``verify``, the output appears only once verification finished and passed (or
     with ``keep_failed``, also after a failure); an interrupted run leaves nothing."""
     from modelport.exporters.atomic import check_writable
-    from modelport.exporters.onnx import export, weight_bytes
+    from modelport.exporters.onnx import check_opset, export, weight_bytes
     from modelport.graph_ir.passes import optimize
 
     source, output = os.fspath(source), os.fspath(output)
     options = options or LoadOptions()
+    check_opset(opset)
+    resolve_format(source, format, options)  # refuses options the format cannot honour
     check_writable([output], force, sources=source_files(source, options))
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -223,7 +241,7 @@ def verify_model(
 
     source, converted = os.fspath(source), os.fspath(converted)
     options = options or LoadOptions()
-    spec = resolve_format(source, format)
+    spec = resolve_format(source, format, options)
     if not os.path.isfile(converted):
         raise InvalidModelError("no such file", path=converted)
     check_code(source, spec, options, run=True)
@@ -240,8 +258,13 @@ def verify_model(
     reference = factory(source, options, device=device)
     shapes = {k: [int(d) for d in v if isinstance(d, int)] for k, v in options.input_shapes.items()
               if all(isinstance(d, int) for d in v)}
-    report = verify_files(reference, converted, source_label=source, input_shapes=shapes,
-                          device=device, **kwargs)
+    try:
+        report = verify_files(reference, converted, source_label=source, input_shapes=shapes,
+                              device=device, **kwargs)
+    except MemoryError as exc:  # e.g. random inputs for a huge --input shape
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        raise InputSpecError(f"verification ran out of memory ({text}); verify with smaller "
+                             "dims (--input) or fewer layers") from exc
     progress.done()
     return report
 

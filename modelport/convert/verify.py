@@ -265,6 +265,9 @@ def load_inputs(path: str, specs: list[tuple[str, np.dtype, list]]) -> dict[str,
     if missing:
         raise InputSpecError(f"{path}: no array for input(s) {', '.join(missing)} "
                              f"(it has {', '.join(data.files) or 'none'})")
+    from modelport.convert.inputs import check_arrays
+
+    check_arrays(path, feeds, data.files, specs)
     return feeds
 
 
@@ -366,7 +369,10 @@ def verify_files(
             outputs=[Comparison(n, list(np.shape(got[n])), float("nan"), float("nan"), 0, False,
                                 "not compared") for n in runner.output_names()],
             cannot_judge=caveat, seconds=time.perf_counter() - start)
-    want = reference.run(ref_feeds)
+    from modelport.convert.inputs import match_reference, run_matched
+
+    ref_feeds, matched = match_reference(reference, ref_feeds)
+    want = run_matched(reference, ref_feeds, matched)
     got = runner.run(feeds)
     comparisons = []
     layouts = {k: v for k, v in perms.items() if k in feeds}
@@ -385,7 +391,7 @@ def verify_files(
             continue
         comparisons.append(compare(name, value, want[name], rtol, atol, note))
     report = VerifyReport(
-        source=source_label, converted=os.fspath(converted), reference=reference.name,
+        source=source_label, converted=os.fspath(converted), reference=reference.name + matched,
         runtime=runner.name, rtol=rtol, atol=atol, seed=seed,
         inputs={k: list(v.shape) for k, v in feeds.items()}, outputs=comparisons,
         layouts=layouts, cannot_judge=getattr(reference, "cannot_judge", None),

@@ -43,6 +43,15 @@ def _streamable(tensor: ir.TensorProtocol) -> bool:
     return True
 
 
+def _in_memory(tensor: ir.TensorProtocol) -> ir.TensorProtocol:
+    """``tensor`` with its bytes in the message: a tensor in the *source's* external data file
+    would otherwise be written as a reference to that file, which neither the checker (it
+    resolves locations against the working folder) nor a self-contained output can follow."""
+    if isinstance(tensor, ir.ExternalTensor):
+        return ir.Tensor(tensor.numpy(), name=tensor.name, doc_string=tensor.doc_string)
+    return tensor
+
+
 def _raw_view(tensor: ir.TensorProtocol) -> memoryview | bytes:
     """The tensor's little-endian bytes, without the copy ``tobytes()`` makes where possible."""
     if sys.byteorder == "little" and tensor.dtype.bitwidth >= 8:
@@ -103,7 +112,7 @@ def write_model(
             nbytes = tensor.nbytes
             msg_len = len(header_bytes) + len(tag(TENSOR_RAW_DATA)) + len(varint(nbytes)) + nbytes
         else:
-            tensor_proto = ir.serde.serialize_tensor(tensor)
+            tensor_proto = ir.serde.serialize_tensor(_in_memory(tensor))
             header_bytes = tensor_proto.SerializeToString(deterministic=True)
             nbytes = None
             msg_len = len(header_bytes)
@@ -142,7 +151,7 @@ def write_model(
         if tensor is None:
             continue
         if tensor.nbytes <= SKELETON_TENSOR_BYTES:
-            proto.graph.initializer.append(ir.serde.serialize_tensor(tensor))
+            proto.graph.initializer.append(ir.serde.serialize_tensor(_in_memory(tensor)))
         elif value.name not in declared:
             proto.graph.input.append(ir.serde.serialize_value(value))
     return proto

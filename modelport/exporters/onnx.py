@@ -10,6 +10,7 @@ model; outputs appear atomically (see :mod:`.atomic`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Sequence
 
@@ -17,7 +18,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import _c_api_utils
 
-from modelport.errors import ExportError
+from modelport.errors import ExportError, InputSpecError
 from modelport.exporters._protowire import write_model
 from modelport.exporters.atomic import atomic_outputs
 
@@ -44,21 +45,87 @@ def weight_bytes(model: ir.Model) -> int:
     return total
 
 
+# The lowest default-domain opset written: the oldest onnxruntime runs and the ONNX version
+# converter handles; the highest is the installed onnx package's newest.
+MIN_OPSET = 7
+
+
+def max_opset() -> int:
+    return int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(opset: int | None) -> None:
+    """Refuse an ``--opset`` outside what this exporter writes (before any work is done)."""
+    if opset is None:
+        return
+    if not MIN_OPSET <= opset <= max_opset():
+        raise InputSpecError(
+            f"--opset {opset}: modelport writes ONNX opsets {MIN_OPSET} to {max_opset()} "
+            f"(onnx {onnx.__version__})")
+
+
+def lowest_opset(model: ir.Model) -> int:
+    """The lowest opset that needs no op of ``model`` rewritten: the newest ``since_version``
+    of the schemas its default-domain ops use. Below it the ONNX version converter needs
+    down-conversion adapters, which it has for a few ops only (named when it fails)."""
+    current = model.opset_imports.get("", MIN_OPSET)
+    lowest = MIN_OPSET
+    for node in model.graph.all_nodes():
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            schema = onnx.defs.get_schema(node.op_type, current, "")
+        except Exception:  # not an ONNX op: the checker reports it
+            continue
+        lowest = max(lowest, schema.since_version)
+    return lowest
+
+
 def convert_opset(model: ir.Model, opset: int) -> None:
+    check_opset(opset)
     current = model.opset_imports.get("", None)
     if current == opset:
         return
     from onnxscript.version_converter import convert_version
 
+    works = f"opsets {lowest_opset(model)} to {max_opset()} work for this graph"
+    # The converter logs its failures with tracebacks; keep them off the user's terminal and
+    # report the reason in one line.
+    log = logging.getLogger("onnxscript.version_converter")
+    records: list[logging.LogRecord] = []
+    handler = _Collect(records)
+    saved = (log.propagate, log.level)
+    log.addHandler(handler)
+    log.propagate = False
     try:
         convert_version(model, opset, fallback=True)
     except Exception as exc:
-        raise ExportError(f"cannot convert the graph from opset {current} to {opset}: {exc}") from exc
+        raise InputSpecError(f"--opset {opset}: cannot convert the graph from opset {current}: "
+                             f"{_first(str(exc))}; {works}") from exc
+    finally:
+        log.removeHandler(handler)
+        log.propagate, _ = saved
     if model.opset_imports.get("") != opset:
-        raise ExportError(
-            f"cannot convert the graph from opset {current} to {opset}: "
-            "the ONNX version converter does not support it"
-        )
+        reasons = [_first(str(r.exc_info[1])) for r in records if r.exc_info and r.exc_info[1]]
+        why = f" ({reasons[-1]})" if reasons else ""
+        raise InputSpecError(f"--opset {opset}: the ONNX version converter cannot convert this "
+                             f"graph from opset {current}{why}; {works}")
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _first(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    line = lines[-1] if lines else "unknown reason"
+    # onnx's C++ assertions: "<file>:<line>: <function>: Assertion `...` failed: <reason>"
+    return line.rsplit("failed: ", 1)[-1]
 
 
 def _fix_ir_version(model: ir.Model) -> None:

@@ -58,6 +58,9 @@ class FormatSpec:
     code_check: str | None = None
     # Recognised but not converted: what to do instead (non-empty for such formats).
     not_converted: str = ""
+    # The LoadOptions a format honours beyond --input shapes and --output (which every format
+    # takes), by field name (see OPTION_FLAGS). None: not declared, nothing is checked.
+    options: frozenset[str] | None = None
 
     def refuse(self, path: str) -> ModelportError:
         """The one-line answer for a recognised format that modelport does not convert."""
@@ -84,6 +87,44 @@ class FormatSpec:
 
 class NotConvertedError(ModelportError):
     """The file is in a format modelport recognises but does not convert (exit 2)."""
+
+
+# LoadOptions fields a format may or may not honour -> how a CLI user asks for them.
+OPTION_FLAGS = {
+    "weights": "--weights",
+    "trust_code": "--trust-code",
+    "random_weights": "--random-weights",
+    "nchw_inputs": "--nchw-inputs",
+    "dynamic": "--dynamic",
+    "input_dtypes": "a dtype in --input NAME:DIMS:DTYPE",
+}
+_WHY = {
+    "weights": "it holds its own weights",
+    "trust_code": "converting it never runs code",
+    "random_weights": "it does not fill in missing weights",
+    "nchw_inputs": "its inputs are not channels-last",
+    "dynamic": "it cannot make a dim symbolic on request",
+    "input_dtypes": "its inputs' dtypes are fixed by the file",
+}
+
+
+def check_options(spec: FormatSpec, options: LoadOptions) -> None:
+    """Refuse, in one line, every option given that ``spec``'s format does not honour.
+
+    Called before any work and before any output is written."""
+    if spec.options is None:
+        return
+    given = [field for field in OPTION_FLAGS if getattr(options, field)]
+    refused = [field for field in given if field not in spec.options]
+    if not refused:
+        return
+    from modelport.errors import UnsupportedOptionError
+
+    parts = [f"{OPTION_FLAGS[f]} ({_WHY[f]})" for f in refused]
+    article = "an" if spec.description[:1].lower() in "aeiou" else "a"
+    raise UnsupportedOptionError(
+        f"{article} {spec.description} does not take {'; '.join(parts)}: drop "
+        f"{'it' if len(refused) == 1 else 'them'}")
 
 
 def _resolve(target: str) -> Callable[..., Any]:

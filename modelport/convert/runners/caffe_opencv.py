@@ -22,9 +22,9 @@ class OpenCVCaffeReference:
         self.prototxt, self.weights = resolve_files(path, options)
         if self.weights is None:
             raise InvalidModelError(
-                "verification against OpenCV needs the weights (.caffemodel); with "
-                "--random-weights write them first (modelport.importers.caffe.write."
-                "random_caffemodel)", path=path)
+                "verification against OpenCV needs the weights: pass the .caffemodel with "
+                "--weights (--random-weights checks the structure only and cannot be verified)",
+                path=path)
         self.cv2 = cv2
         self.name = f"OpenCV DNN {cv2.__version__}"
         self._io = self._io_names(options)

@@ -77,4 +77,5 @@ FORMAT = FormatSpec(
     reference="modelport.convert.runners.caffe_opencv:reference",
     reference_name="OpenCV DNN 4.x (readNetFromCaffe)",
     reference_modules=(("cv2", "caffe"),),
+    options=frozenset({"weights", "random_weights"}),
 )

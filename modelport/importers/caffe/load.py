@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelport.errors import InvalidModelError, UnsupportedOpsError
+from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError, join_names
 from modelport.graph_ir import GraphBuilder, lazy_tensor
+from modelport.graph_ir.io import check_input_override
 from modelport.importers.caffe import layers as _layers  # noqa: F401 - registers translators
 from modelport.importers.caffe.proto import UnknownField, looks_like_text, read_net
 from modelport.importers.caffe.table import caffe_layer
@@ -297,7 +298,14 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
     io_names: dict[str, Any] = {"inputs": {}, "outputs": {}}
 
     def add_input(name: str, dims: Sequence[int]) -> None:
-        dims = list(options.input_shapes.get(name, dims))
+        given = options.input_shapes.get(name)
+        if given is not None:  # Caffe reshapes nets: any fixed size, but the same rank
+            if dims and len(given) != len(dims):
+                check_input_override(name, dims, given)
+            if not all(isinstance(d, int) for d in given):
+                raise InputSpecError(f"--input {name}: a Caffe net has fixed dims, got "
+                                     f"{','.join(map(str, given))}")
+        dims = list(given if given is not None else dims)
         if not dims or not all(isinstance(d, int) and d > 0 for d in dims):
             raise InvalidModelError(
                 f"input {name!r} has no fixed shape; give one with --input {name}:1,3,224,224",
@@ -337,7 +345,8 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
                     f"layer {name!r} reads blob {bottom!r}, which no earlier layer or input "
                     f"produces{why}", path=path)
             inputs.append(blobs[bottom])
-            consumed_after[bottom] = step
+            if layer.type != "Silence":  # Silence only keeps Caffe quiet about outputs
+                consumed_after[bottom] = step
         fn = caffe_layer.get(layer.type)
         ctx.begin(layer, name)
         with b.layer(name):
@@ -351,7 +360,9 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
             produced_order.append(top)
             consumed_after.pop(top, None)
 
-    # Net outputs: blobs produced and not consumed afterwards (Caffe's "available" blobs).
+    # Net outputs: blobs produced and not consumed afterwards (Caffe's "available" blobs). A
+    # blob read last by a Silence layer (deploy nets silence their heads to keep Caffe quiet)
+    # is an output too, as OpenCV takes it.
     seen = set()
     for top in produced_order:
         if top in seen or top in consumed_after or top in io_names["inputs"].values():
@@ -360,7 +371,11 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
         value = b.output(blobs[top], top)
         io_names["outputs"][value.name] = top
     if not b.graph.outputs:
-        raise InvalidModelError("the net has no outputs (every blob is consumed)", path=path)
+        for top in options.outputs or ():
+            if top in blobs:  # e.g. an input: --output names what to keep
+                io_names["outputs"][b.output(blobs[top], top).name] = top
+    if not b.graph.outputs:
+        raise InvalidModelError(no_outputs_message(active, blobs), path=path)
     model = b.build(doc=f"converted from Caffe net {net.name!r}")
     model.metadata_props[IO_KEY] = json.dumps(io_names, separators=(",", ":"))
     return model
@@ -389,6 +404,19 @@ def _check_unknown_fields(unknown: list[UnknownField], active, names, path: str,
     if problems:
         raise UnsupportedOpsError(
             problems, path=path, kind="Caffe field",
-            hint="these fields come from a Caffe fork and may change the numbers; modelport "
-                 "does not know them (pass LoadOptions(extra={'ignore_unknown_fields': True}) "
-                 "to convert anyway)")
+            hint="these fields come from a Caffe fork and may change the numbers, and modelport "
+                 "does not know them; if they do not change what the net computes, delete them "
+                 "from the prototxt and convert again")
+
+
+
+def no_outputs_message(active, blobs) -> str:
+    """Why a net has no outputs, naming the blobs that could be its outputs and ``--output``."""
+    candidates: list[str] = []
+    for _, layer in reversed(active):  # what the last layers without tops read
+        if not layer.top:
+            candidates.extend(b for b in layer.bottom if b in blobs and b not in candidates)
+    if not candidates:
+        candidates = list(dict.fromkeys(t for _, layer in reversed(active) for t in layer.top))
+    return ("the net has no outputs (every blob it computes is consumed); name the blobs to "
+            f"keep with --output NAME (candidates: {join_names(candidates) or 'none'})")

@@ -64,4 +64,5 @@ FORMAT = FormatSpec(
     reference_modules=(("keras", "keras"),),
     load_modules=(("h5py", "core"),),
     code_check="modelport.importers.keras.safety:check",
+    options=frozenset({"weights", "trust_code", "nchw_inputs", "input_dtypes"}),
 )

@@ -16,6 +16,7 @@ from modelport.errors import (
     UnsupportedOpsError,
 )
 from modelport.graph_ir.builder import GraphBuilder
+from modelport.graph_ir.io import check_input_override
 from modelport.importers.keras import keras1, masks, theano
 from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.model import (
@@ -63,7 +64,7 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
         weights = ArchiveWeights(weights[1])
         weights.assign(spec)
     if weights is None and not options.random_weights:
-        raise InvalidModelError("has no weights (pass --weights FILE or --random-weights)",
+        raise InvalidModelError("has no weights; pass the weights file with --weights FILE",
                                 path=path)
     check_layers(spec, options, path)
     b = GraphBuilder(spec.name or "keras")
@@ -259,6 +260,7 @@ class Walker:
                 perm = cf_perm(rank)
                 phys = [shape[p] for p in perm]
                 if override:
+                    check_input_override(ref.layer, phys, override)
                     phys = list(override)
                     shape = tuple(phys[perm.index(a)] if isinstance(phys[perm.index(a)], int)
                                   else None for a in range(rank))
@@ -269,6 +271,7 @@ class Walker:
                 produced[(ref.layer, 0, 0)] = KT(v, shape, dtype, perm)
             else:
                 if override:
+                    check_input_override(ref.layer, shape, override)
                     shape = tuple(d if isinstance(d, int) else None for d in override)
                 v = b.input(ref.layer, dtype, [d if d is not None else ("N" if j == 0 else f"d{j}")
                                                for j, d in enumerate(shape)])

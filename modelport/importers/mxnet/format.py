@@ -30,4 +30,5 @@ FORMAT = FormatSpec(
     load="modelport.importers.mxnet.load:load",
     reference="modelport.convert.runners.mxnet:reference",
     reference_name="MXNet 1.9.1 (in its own environment, .venv-mxnet)",
+    options=frozenset({"weights", "random_weights", "input_dtypes"}),
 )

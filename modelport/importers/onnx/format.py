@@ -57,4 +57,5 @@ FORMAT = FormatSpec(
     reference="modelport.convert.runners.onnxruntime:reference_for_onnx",
     reference_name="onnxruntime on the original model",
     reference_modules=(("onnxruntime", "cpu"),),
+    options=frozenset(),  # --input can set symbolic dims; dtypes and weights are the file's
 )

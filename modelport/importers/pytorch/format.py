@@ -85,6 +85,7 @@ FORMATS = [
                   "or torch's legacy pickle magic",
         detect=_detect_pytorch,
         reference_name="PyTorch eager",
+        options=frozenset({"weights", "trust_code", "input_dtypes", "dynamic"}),
         **_COMMON,
     ),
     FormatSpec(
@@ -94,6 +95,8 @@ FORMATS = [
         detection="zip with code/ and constants.pkl",
         detect=_detect_torchscript,
         reference_name="PyTorch TorchScript interpreter",
+        # --trust-code: a TorchScript archive is a program; running it (verify) needs consent
+        options=frozenset({"trust_code", "input_dtypes", "dynamic"}),
         **_COMMON,
     ),
     FormatSpec(
@@ -103,6 +106,8 @@ FORMATS = [
         detection="zip with models/ and archive_format (torch.export layout)",
         detect=_detect_export,
         reference_name="PyTorch (torch.export.load(...).module())",
+        # --trust-code: lets torch.export.load unpickle what its safe loader refuses
+        options=frozenset({"trust_code", "input_dtypes", "dynamic"}),
         **_COMMON,
     ),
 ]

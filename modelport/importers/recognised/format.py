@@ -25,7 +25,7 @@ import re
 import struct
 import zipfile
 
-from modelport.importers.registry import FormatSpec, get_format
+from modelport.importers.registry import OPTION_FLAGS, FormatSpec, get_format
 from modelport.protowire import decode_varint
 
 _JAX_ADVICE = ("a JAX model is code; export it with jax2onnx, then convert the ONNX")
@@ -248,20 +248,23 @@ refuse_orbax = _refuse("orbax")
 refuse_jax_export = _refuse("jax-export")
 
 _HERE = "modelport.importers.recognised.format"
+# Options are not checked for these formats: the one-line "not converted" answer must come first,
+# whatever else the command line holds.
+_ANY = frozenset(OPTION_FLAGS)
 
 FORMATS = [
     FormatSpec(
         name="cntk", description="CNTK v2 model (.model)", extensions=(".model", ".cntk"),
         detection="protobuf CNTK Dictionary whose 'type' is CompositeFunction",
-        detect=detect_cntk2, load=f"{_HERE}:refuse_cntk", not_converted=_CNTK_ADVICE),
+        detect=detect_cntk2, load=f"{_HERE}:refuse_cntk", options=_ANY, not_converted=_CNTK_ADVICE),
     FormatSpec(
         name="cntk-v1", description="CNTK v1 / BrainScript model (.dnn)",
         extensions=(".dnn",), detection="'BCN' and 'BVersion' section markers",
-        detect=detect_cntk1, load=f"{_HERE}:refuse_cntk_v1", not_converted=_CNTK_ADVICE),
+        detect=detect_cntk1, load=f"{_HERE}:refuse_cntk_v1", options=_ANY, not_converted=_CNTK_ADVICE),
     FormatSpec(
         name="dl4j", description="Deeplearning4j ModelSerializer zip", extensions=(".zip",),
         detection="zip with configuration.json and coefficients.bin",
-        detect=detect_dl4j, load=f"{_HERE}:refuse_dl4j",
+        detect=detect_dl4j, load=f"{_HERE}:refuse_dl4j", options=_ANY,
         not_converted="Deeplearning4j has no ONNX export: rebuild the network in Keras or "
                       "PyTorch with the weights from coefficients.bin, or export the Keras "
                       "model it was imported from, then convert that"),
@@ -269,22 +272,22 @@ FORMATS = [
         name="neon", description="Nervana neon model (pickle)", extensions=(".pkl", ".prm"),
         detection="pickle whose first strings name neon. classes or neon_version "
                   "(scanned, never unpickled)",
-        detect=detect_neon, load=f"{_HERE}:refuse_neon",
+        detect=detect_neon, load=f"{_HERE}:refuse_neon", options=_ANY,
         not_converted="neon is discontinued and its pickles run code when loaded: load it in "
                       "neon (Python 2) only if you trust it, rebuild the network in a "
                       "framework with an ONNX exporter, then convert that"),
     FormatSpec(
         name="flax-msgpack", description="Flax checkpoint (msgpack parameters)",
         extensions=(".msgpack",), detection="msgpack map with Flax ndarray leaves (ext type 1)",
-        detect=detect_flax, load=f"{_HERE}:refuse_flax", not_converted=_JAX_ADVICE),
+        detect=detect_flax, load=f"{_HERE}:refuse_flax", options=_ANY, not_converted=_JAX_ADVICE),
     FormatSpec(
         name="orbax", description="Orbax (JAX) checkpoint directory", extensions=(),
         detection="directory with _CHECKPOINT_METADATA, or _METADATA with manifest.ocdbt",
-        detect=detect_orbax, load=f"{_HERE}:refuse_orbax", not_converted=_JAX_ADVICE),
+        detect=detect_orbax, load=f"{_HERE}:refuse_orbax", options=_ANY, not_converted=_JAX_ADVICE),
     FormatSpec(
         name="jax-export", description="jax.export serialized function",
         extensions=(".bin", ".jax"),
         detection="flatbuffer Exported table holding an MLIR bytecode module",
-        detect=detect_jax_export, load=f"{_HERE}:refuse_jax_export",
+        detect=detect_jax_export, load=f"{_HERE}:refuse_jax_export", options=_ANY,
         not_converted=_JAX_ADVICE),
 ]

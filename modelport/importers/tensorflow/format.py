@@ -103,4 +103,5 @@ FORMAT = FormatSpec(
     reference="modelport.convert.runners.tensorflow:reference",
     reference_name="TensorFlow (the GraphDef / SavedModel signature run as saved)",
     reference_modules=(("tensorflow", "tensorflow"),),
+    options=frozenset({"nchw_inputs", "input_dtypes"}),
 )

@@ -69,4 +69,5 @@ FORMAT = FormatSpec(
     reference="modelport.convert.runners.torch7_opencv:reference",
     reference_name="OpenCV DNN 4.x (readNetFromTorch)",
     reference_modules=(("cv2", "torch7"),),
+    options=frozenset(),  # a .t7 file holds its weights; its layout is NCHW
 )

@@ -325,7 +325,7 @@ def test_entry_point_and_weights_errors(folder):
     with pytest.raises(InvalidModelError, match="cannot import module"):
         modelport.load("no_such_package.models:cnn", input_shapes={"x": [1]})
     src, _, _ = write_source("pt2", "two_in_out", folder)
-    with pytest.raises(InputSpecError, match="--weights applies to entry points"):
+    with pytest.raises(InputSpecError, match="--weights .it holds its own weights"):
         modelport.load(src, weights=src)
 
 
