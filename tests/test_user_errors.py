@@ -117,7 +117,7 @@ def test_verify_maps_differently_named_inputs_by_position(sample_onnx, tmp_path)
 @pytest.fixture(scope="module")
 def keras_model(tmp_path_factory):
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    keras = pytest.importorskip("keras")
+    import keras
     x = keras.Input((8, 8, 3), name="img")
     y = keras.layers.Conv2D(4, 3, name="conv")(x)
     y = keras.layers.GlobalAveragePooling2D(name="gap")(y)

@@ -19,7 +19,6 @@ from modelport.errors import (
     InputSpecError,
     InvalidModelError,
     MissingDependencyError,
-    ModelportError,
 )
 from modelport.graph_ir import validate
 from modelport.graph_ir.io import select_outputs, set_input_shapes
@@ -83,19 +82,11 @@ def import_model(
         raise MissingDependencyError(module, extra, f"reading a {spec.description}", path=source)
     check_code(source, spec, options, run=False)
     loader = spec.loader()
-    try:
-        model = loader(source, options)
-    except ModelportError:
-        raise
-    except (KeyboardInterrupt, MemoryError):
-        raise
-    except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise InvalidModelError(
-            f"cannot be read as a {spec.description} ({type(exc).__name__}: {text}); "
-            "rerun with --debug for details",
-            path=source,
-        ) from exc
+    # Only the project's own errors are problems of the input: parsers turn what their
+    # libraries raise on malformed files into InvalidModelError naming the file. Anything else
+    # escaping an importer is a bug of modelport and propagates (the CLI reports it as an
+    # internal error, exit 3); it is never relabelled as a corrupt file.
+    model = loader(source, options)
     set_input_shapes(model, options.input_shapes)
     select_outputs(model, options.outputs)
     layers, skips = layer_map(model)

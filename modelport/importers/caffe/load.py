@@ -40,6 +40,16 @@ _HARMLESS_FIELDS = {"engine", "blobs_lr", "weight_decay", "lr_mult", "decay_mult
                     "propagate_down", "loss_weight", "debug_info", "force_backward",
                     "use_cudnn", "cudnn_off", "workspace_size", "moving_average_fraction"}
 IO_KEY = "modelport.caffe.io"
+# No blob of a real net comes near this (2^34 float32 values are 64 GiB): a prototxt whose
+# shapes claim more is refused before anything of that size is allocated.
+MAX_ELEMENTS = 1 << 34
+
+
+def _elements(dims: Sequence[int]) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
 
 
 def resolve_files(path: str, options: LoadOptions) -> tuple[str, str | None]:
@@ -202,7 +212,10 @@ class Context:
                ) -> Callable[[], np.ndarray]:
         """A function returning blob ``index`` of this layer as a float32 array of ``shape``."""
         shape = tuple(int(d) for d in shape)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = _elements(shape)  # Python ints: np.prod would wrap around on huge dims
+        if count > MAX_ELEMENTS or any(d < 0 for d in shape):
+            raise self.fail(f"needs a weight of shape {list(shape)}, which is not a sane size "
+                            "(the prototxt's shapes are corrupt?)")
         if self._blobs is None:
             if not self.random:
                 if self.weights is None:
@@ -310,6 +323,10 @@ def build(net, unknown: list[UnknownField], weights: WeightsFile | None, options
             raise InvalidModelError(
                 f"input {name!r} has no fixed shape; give one with --input {name}:1,3,224,224",
                 path=path)
+        if _elements(dims) > MAX_ELEMENTS:
+            raise InvalidModelError(
+                f"input {name!r} claims shape {dims} ({_elements(dims)} elements), which is "
+                "not a sane size", path=path)
         value = b.input(name, np.float32, dims)
         blobs[name] = value
         io_names["inputs"][value.name] = name

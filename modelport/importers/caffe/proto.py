@@ -65,7 +65,13 @@ def parse_text(text: str, path: str) -> tuple[pb.NetParameter, list[UnknownField
     try:
         parser.MergeLines(text.split("\n"), net)
     except text_format.ParseError as exc:
-        raise InvalidModelError(f"is not a valid Caffe prototxt: {exc}", path=path) from None
+        # protobuf quotes the offending line, which a damaged file may fill with control
+        # characters (line breaks included): escape them so the error stays one line
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+        raise InvalidModelError(f"is not a valid Caffe prototxt: {text}", path=path) from None
+    except RecursionError:
+        raise InvalidModelError("is not a valid Caffe prototxt: its messages are nested too "
+                                "deeply", path=path) from None
     return net, parser.unknown
 
 
@@ -73,7 +79,7 @@ def parse_binary(data: bytes | memoryview, path: str) -> pb.NetParameter:
     net = pb.NetParameter()
     try:
         net.ParseFromString(bytes(data))
-    except (DecodeError, RuntimeError, ValueError) as exc:
+    except (DecodeError, RuntimeError, ValueError) as exc:  # RecursionError included
         raise InvalidModelError(
             f"cannot parse as a binary Caffe NetParameter (truncated or corrupt?): {exc}",
             path=path,

@@ -61,7 +61,7 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
             weights = keras1.Keras1Weights(weights, kf.keras_version)
     spec = parse_model(config)
     if isinstance(weights, tuple):  # weights-only file in the Keras 3 layout
-        weights = ArchiveWeights(weights[1])
+        weights = ArchiveWeights(weights[1], options.weights or path)
         weights.assign(spec)
     if weights is None and not options.random_weights:
         raise InvalidModelError("has no weights; pass the weights file with --weights FILE",

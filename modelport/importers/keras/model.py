@@ -19,9 +19,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import mmap
 import os
 import re
 import zipfile
+import zlib
 from typing import Any
 
 from modelport.errors import InvalidModelError
@@ -150,7 +152,21 @@ class ModelSpec:
 
 
 def parse_model(cfg: dict) -> ModelSpec:
-    """A Sequential or Functional model config (``{"class_name", "config"}``)."""
+    """A Sequential or Functional model config (``{"class_name", "config"}``).
+
+    This is the parser of the JSON structure: a config of the wrong shape (a layer without
+    ``class_name``, a node that is not a list, a string where a dict belongs) is a malformed
+    file, reported as InvalidModelError."""
+    try:
+        return _parse_model(cfg)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidModelError(
+            f"the model config is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse_model(cfg: dict) -> ModelSpec:
+    if not isinstance(cfg, dict):
+        raise TypeError(f"a model config is a {type(cfg).__name__}, not an object")
     cls = cfg.get("class_name")
     conf = cfg.get("config") or {}
     if cls == "Sequential":
@@ -215,13 +231,84 @@ _CHILD_ORDER = {
 }
 
 
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+# A compressed dataset may expand this much over its stored bytes (zeros compress ~1000x).
+MAX_DATASET_EXPANSION = 2000
+
+
+class Dataset:
+    """A weight dataset of a Keras HDF5 file, checked before anything is allocated.
+
+    Its declared size must fit what the file stores (a header claiming 10^12 elements is a
+    malformed file, not an allocation), and a read that h5py fails (a corrupt chunk, a
+    truncated file) is reported as InvalidModelError naming the file and the dataset.
+    """
+
+    def __init__(self, ds: Any, path: str) -> None:
+        self._ds = ds
+        self.path = path
+        try:
+            self.name = ds.name
+            self.shape = tuple(int(d) for d in ds.shape)
+            self.dtype = ds.dtype
+            stored = ds.id.get_storage_size()
+            filters = ds.compression is not None or bool(ds._filters)
+        except _H5_ERRORS as exc:
+            raise self._error(exc) from exc
+        count = 1
+        for d in self.shape:
+            count *= d
+        nbytes = count * self.dtype.itemsize
+        limit = stored * MAX_DATASET_EXPANSION if filters else stored
+        if nbytes > limit and count > 0:
+            raise InvalidModelError(
+                f"weight {self.name!r} declares shape {list(self.shape)} ({nbytes} bytes) but "
+                f"the file stores {stored} bytes for it (truncated or corrupt?)", path=path)
+        self.ndim = len(self.shape)
+        self.size = count
+
+    def _error(self, exc: BaseException) -> InvalidModelError:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = getattr(self, "name", None) or "a weight"
+        return InvalidModelError(f"cannot read {where} (truncated or corrupt?): {text}",
+                                 path=self.path)
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self._ds[key]
+        except _H5_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def __len__(self) -> int:
+        return self.shape[0] if self.shape else 0
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        import numpy as np
+
+        arr = self[()]
+        return np.asarray(arr, dtype=dtype) if dtype is not None else np.asarray(arr)
+
+
+def _group_error(exc: BaseException, path: str) -> InvalidModelError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InvalidModelError(f"cannot read the weights (truncated or corrupt?): {text}",
+                             path=path)
+
+
 class LegacyWeights:
     """Weights in ``model_weights/<layer>`` groups (or at the root for save_weights files)."""
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, file: str = "") -> None:
         self.root = root
+        self.file = file
 
     def for_layer(self, path: tuple[str, ...], spec: LayerSpec) -> list:
+        try:
+            return [Dataset(d, self.file) for d in self._for_layer(path, spec)]
+        except _H5_ERRORS as exc:
+            raise _group_error(exc, self.file) from exc
+
+    def _for_layer(self, path: tuple[str, ...], spec: LayerSpec) -> list:
         group = self.root.get(path[0]) if path[0] in self.root else None
         if group is None:
             return []
@@ -238,8 +325,9 @@ class LegacyWeights:
 class ArchiveWeights:
     """Weights in a Keras 3 ``model.weights.h5`` (``layers/<class_snake>[_i]/vars/<k>``)."""
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, file: str = "") -> None:
         self.root = root
+        self.file = file
         self.paths: dict[tuple[str, ...], str] = {}
 
     def assign(self, model: ModelSpec, prefix: tuple[str, ...] = (), base: str = "") -> None:
@@ -260,10 +348,14 @@ class ArchiveWeights:
                 self.assign(parse_model(spec.raw), (*prefix, spec.name), group + "/")
 
     def for_layer(self, path: tuple[str, ...], spec: LayerSpec) -> list:
-        group = self.paths.get(path)
-        if group is None or group not in self.root:
-            return []
-        return self._collect(self.root[group], spec.class_name)
+        try:
+            group = self.paths.get(path)
+            if group is None or group not in self.root:
+                return []
+            return [Dataset(d, self.file) for d in self._collect(self.root[group],
+                                                                 spec.class_name)]
+        except _H5_ERRORS as exc:
+            raise _group_error(exc, self.file) from exc
 
     def _collect(self, group: Any, class_name: str) -> list:
         out = []
@@ -294,7 +386,6 @@ class KerasFile:
 
 
 def open_keras(path: str, weights_path: str | None) -> KerasFile:
-    import h5py
 
     handles: list = []
     try:
@@ -303,9 +394,9 @@ def open_keras(path: str, weights_path: str | None) -> KerasFile:
         if os.path.isdir(path):
             with open(os.path.join(path, "config.json")) as f:
                 config = json.load(f)
-            h = h5py.File(os.path.join(path, "model.weights.h5"), "r")
+            h = _open_h5(os.path.join(path, "model.weights.h5"))
             handles.append(h)
-            aw = ArchiveWeights(h)
+            aw = ArchiveWeights(h, os.path.join(path, "model.weights.h5"))
             aw.assign(parse_model(config))
             return KerasFile(config, "3", aw, handles)
         if path.lower().endswith(".json"):
@@ -314,14 +405,14 @@ def open_keras(path: str, weights_path: str | None) -> KerasFile:
             weights = None
             backend = config.get("backend")
             if weights_path:
-                h = h5py.File(weights_path, "r")
+                h = _open_h5(weights_path)
                 handles.append(h)
-                weights = _weights_only(h)
+                weights = _weights_only(h, weights_path)
                 backend = _attr(h, "backend") or backend
             version = str(config.get("keras_version") or
                           (_attr(handles[-1], "keras_version") if weights_path else None) or "3")
             return KerasFile(config, version, weights, handles, backend)
-        h = h5py.File(path, "r")
+        h = _open_h5(path)
         handles.append(h)
         version = _attr(h, "keras_version") or "2"
         raw = _attr(h, "model_config")
@@ -336,17 +427,20 @@ def open_keras(path: str, weights_path: str | None) -> KerasFile:
         if backend is None and "model_weights" in h:
             backend = _attr(h["model_weights"], "backend")
         if weights_path:
-            h2 = h5py.File(weights_path, "r")
+            h2 = _open_h5(weights_path)
             handles.append(h2)
-            weights = _weights_only(h2)
+            weights = _weights_only(h2, weights_path)
         else:
-            weights = LegacyWeights(h["model_weights"]) if "model_weights" in h else None
+            weights = LegacyWeights(h["model_weights"], path) if "model_weights" in h else None
         return KerasFile(config, version, weights, handles, backend)
     except InvalidModelError:
         for h in handles:
             h.close()
         raise
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError,
+            EOFError, NotImplementedError, zipfile.BadZipFile) as exc:
+        # What json, zipfile and h5py raise on malformed content (UnicodeDecodeError and
+        # JSONDecodeError are ValueErrors; HDF5 reports corrupt metadata as RuntimeError).
         for h in handles:
             h.close()
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -354,10 +448,50 @@ def open_keras(path: str, weights_path: str | None) -> KerasFile:
                                 f"{text}", path=path) from exc
 
 
-def _weights_only(h: Any) -> Any:
+def _weights_only(h: Any, path: str) -> Any:
     if "layers" in h and "layer_names" not in h.attrs:
         return ("archive", h)  # resolved once the config is parsed
-    return LegacyWeights(h["model_weights"] if "model_weights" in h else h)
+    return LegacyWeights(h["model_weights"] if "model_weights" in h else h, path)
+
+
+def _open_h5(source: str) -> Any:
+    """h5py.File on a path or file object, after checking the global heap collections that
+    the HDF5 library loops on forever when they are corrupt (see :func:`check_global_heaps`)."""
+    import h5py
+
+    with open(source, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as region:
+        check_global_heaps(region, source)
+    return h5py.File(source, "r")
+
+
+def check_global_heaps(data: Any, path: str, first: int = 0, stop: int | None = None) -> None:
+    """Walk every global heap collection ("GCOL", where HDF5 keeps variable-length strings
+    such as ``model_config``): each object must fit in its collection and the free-space
+    object must cover the rest. libhdf5 spins forever on a collection whose free-space
+    object has size 0, so such a file is refused here, before h5py touches it."""
+    n = len(data) if stop is None else stop
+    i = data.find(b"GCOL", first, n)
+    while i >= 0:
+        if i + 16 <= n and data[i + 4] == 1 and bytes(data[i + 5:i + 8]) == b"\0\0\0":
+            size = int.from_bytes(data[i + 8:i + 16], "little")
+            end = i + size
+            if size >= 4096 and end <= n:
+                p = i + 16
+                while p + 16 <= end:
+                    index = int.from_bytes(data[p:p + 2], "little")
+                    osize = int.from_bytes(data[p + 8:p + 16], "little")
+                    if index == 0:
+                        if osize != end - p:
+                            raise InvalidModelError(
+                                f"has a corrupt HDF5 global heap at byte {i} (free space of "
+                                f"{osize} bytes where {end - p} remain)", path=path)
+                        break
+                    p += 16 + (osize + 7) // 8 * 8
+                    if p > end:
+                        raise InvalidModelError(
+                            f"has a corrupt HDF5 global heap at byte {i} (an object runs past "
+                            "the collection)", path=path)
+        i = data.find(b"GCOL", i + 4, n)
 
 
 def _attr(h: Any, name: str) -> str | None:
@@ -367,28 +501,68 @@ def _attr(h: Any, name: str) -> str | None:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+# A member of a .keras archive may expand at most this much (weights compress ~1.1x, JSON
+# ~10x; a zip bomb 1000x): past it the archive is refused without inflating the member.
+MAX_ZIP_RATIO = 200
+_RATIO_FLOOR = 1 << 20  # members smaller than this are never refused for their ratio
+
+
+def _member(z: zipfile.ZipFile, name: str, path: str) -> zipfile.ZipInfo:
+    info = z.getinfo(name)
+    if info.file_size > _RATIO_FLOOR and info.file_size > MAX_ZIP_RATIO * max(
+            1, info.compress_size):
+        raise InvalidModelError(
+            f"member {name!r} would expand {info.compress_size} bytes to {info.file_size} "
+            f"(over {MAX_ZIP_RATIO}x: a zip bomb?)", path=path)
+    return info
+
+
+def _read_member(z: zipfile.ZipFile, name: str, path: str) -> bytes:
+    _member(z, name, path)
+    return z.read(name)  # zipfile stops at the declared size and checks the CRC
+
+
 def _open_archive(path: str, handles: list) -> KerasFile:
     import h5py
 
     z = zipfile.ZipFile(path)
     handles.append(z)
-    config = json.loads(z.read("config.json"))
-    meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
-    info = z.getinfo("model.weights.h5")
+    config = json.loads(_read_member(z, "config.json", path))
+    meta = json.loads(_read_member(z, "metadata.json", path)) \
+        if "metadata.json" in z.namelist() else {}
+    info = _member(z, "model.weights.h5", path)
     if info.compress_type == zipfile.ZIP_STORED:
-        # Uncompressed member: read it in place through an offset view (no copy in memory).
+        # Uncompressed member: read it in place through an offset view (no copy in memory),
+        # after checking its CRC as zipfile would (a flipped weight byte is not a valid file).
         f = open(path, "rb")
         handles.append(f)
         f.seek(info.header_offset)
         header = f.read(30)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise InvalidModelError("the zip entry of model.weights.h5 is corrupt", path=path)
         name_len = int.from_bytes(header[26:28], "little")
         extra_len = int.from_bytes(header[28:30], "little")
         start = info.header_offset + 30 + name_len + extra_len
+        size = os.fstat(f.fileno()).st_size
+        if start + info.file_size > size:
+            raise InvalidModelError("model.weights.h5 runs past the end of the archive "
+                                    "(truncated?)", path=path)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as region:
+            crc = 0
+            for pos in range(start, start + info.file_size, 1 << 24):
+                crc = zlib.crc32(region[pos:min(pos + (1 << 24), start + info.file_size)], crc)
+            if crc != info.CRC:
+                raise InvalidModelError(
+                    "model.weights.h5 fails its zip CRC check (the weights are corrupt)",
+                    path=path)
+            check_global_heaps(region, path, start, start + info.file_size)
         h = h5py.File(_Window(f, start, info.file_size), "r")
     else:
-        h = h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
+        data = _read_member(z, "model.weights.h5", path)
+        check_global_heaps(data, path)
+        h = h5py.File(io.BytesIO(data), "r")
     handles.append(h)
-    aw = ArchiveWeights(h)
+    aw = ArchiveWeights(h, path)
     aw.assign(parse_model(config))
     return KerasFile(config, str(meta.get("keras_version", "3")), aw, handles)
 

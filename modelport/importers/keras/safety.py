@@ -41,6 +41,9 @@ FUNCTION_MODULE_PARTS = {"activations", "losses", "metrics", "ops", "initializer
                          "regularizers", "constraints", "numpy", "nn", "math", "core"}
 
 
+_MAX_CONFIG = 256 << 20  # a model config is kilobytes; refuse to inflate a zip bomb
+
+
 def read_config(path: str) -> tuple[dict | None, str]:
     """(model config, keras version) without opening the weights; (None, "") if none."""
     if zipfile.is_zipfile(path):
@@ -48,6 +51,8 @@ def read_config(path: str) -> tuple[dict | None, str]:
             names = set(z.namelist())
             if "config.json" not in names:
                 return None, ""
+            if z.getinfo("config.json").file_size > _MAX_CONFIG:
+                raise ValueError("config.json declares more than 256 MB")
             config = json.loads(z.read("config.json"))
             meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
         return config, str(meta.get("keras_version", "3"))
@@ -141,7 +146,8 @@ def check(path: str, options: Any, *, run: bool) -> None:
         return
     try:
         config, _version = read_config(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError, EOFError,
+            zipfile.BadZipFile) as exc:  # what json, zipfile and h5py raise on malformed input
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidModelError(f"cannot read the Keras config ({text})", path=path) from exc
     if config is None:

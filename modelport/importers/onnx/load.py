@@ -39,12 +39,33 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
         # onnx itself ships). The converted file is then held to the same, basic check.
         full_check = False
     model = ir.serde.deserialize_model(proto)
+    _check_names(model, path)
     model.meta[FULL_CHECK_KEY] = full_check
     ir.external_data.set_base_dir(model.graph, os.path.dirname(os.path.abspath(path)))
     for i, node in enumerate(model.graph):
         if SOURCE_KEY not in node.metadata_props:
             node.metadata_props[SOURCE_KEY] = node.name or f"{node.op_type}_{i}"
     return model
+
+
+def _check_names(model: ir.Model, path: str) -> None:
+    """ONNX strings are UTF-8; protobuf hands invalid ones over as bytes. Refuse them here
+    rather than fail later on a name that is not text."""
+    def bad(name: object) -> bool:
+        return name is not None and not isinstance(name, str)
+
+    for node in model.graph.all_nodes():
+        if bad(node.name) or bad(node.op_type) or bad(node.domain):
+            raise InvalidModelError(f"a node's name or type is not valid UTF-8 "
+                                    f"({node.name!r}, {node.op_type!r})", path=path)
+        for value in (*node.inputs, *node.outputs):
+            if value is not None and bad(value.name):
+                raise InvalidModelError(f"value name {value.name!r} is not valid UTF-8",
+                                        path=path)
+    for value in (*model.graph.inputs, *model.graph.outputs,
+                  *model.graph.initializers.values()):
+        if bad(value.name):
+            raise InvalidModelError(f"value name {value.name!r} is not valid UTF-8", path=path)
 
 
 def _check_external_data(proto: onnx.ModelProto, path: str) -> bool:

@@ -36,7 +36,8 @@ def archive_kind(path: str, head: bytes) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+            RuntimeError):  # what zipfile raises on a corrupt directory: not an archive
         return None
     inner = {"/".join(n.split("/")[1:]) for n in names}
     if "archive_format" in inner or any(n.startswith("models/") for n in inner):

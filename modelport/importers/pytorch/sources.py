@@ -192,6 +192,10 @@ def _load_pickle(path: str, options: LoadOptions) -> torch.nn.Module:
         except Exception as exc2:
             raise InvalidModelError(f"cannot unpickle ({_first_line(exc2)}); the classes it "
                                     "refers to must be importable", path=path) from exc2
+    except (RuntimeError, OSError, ValueError, EOFError, KeyError) as exc:
+        # torch's zip reader (miniz) and unpickler on a truncated or corrupt archive
+        raise InvalidModelError(f"cannot be read as a torch.save archive (truncated or "
+                                f"corrupt?): {_first_line(exc)}", path=path) from exc
     if isinstance(obj, torch.nn.Module):
         return obj.eval()
     if isinstance(_unwrap_checkpoint(obj), dict):
@@ -308,8 +312,15 @@ def _example(dims: list[int], dtype: torch.dtype, gen: torch.Generator) -> torch
 
 # -- torch.export archives ---------------------------------------------------------------------
 def _open_export(path: str, options: LoadOptions) -> TorchSource:
+    import logging
+
     from modelport.importers.pytorch.safety import load_export
 
+    # torch logs a multi-line warning on stderr for a corrupt archive before raising: the
+    # user gets the one-line error below instead.
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         program = load_export(path, options.trust_code)
     except UnsafeModelError:
@@ -317,6 +328,8 @@ def _open_export(path: str, options: LoadOptions) -> TorchSource:
     except Exception as exc:
         raise InvalidModelError(f"cannot load as a torch.export archive ({_first_line(exc)})",
                                 path=path) from exc
+    finally:
+        logger.setLevel(level)
     from torch.export.graph_signature import InputKind
 
     names = [s.arg.name for s in program.graph_signature.input_specs

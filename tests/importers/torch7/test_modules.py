@@ -4,13 +4,12 @@ independent reader) or, for what OpenCV does not read, with a NumPy definition."
 
 from __future__ import annotations
 
+import cv2  # noqa: E402,F401  (the independent reader: installed by the torch7 extra)
 import numpy as np
 import pytest
 
 from tests.importers.torch7 import t7writer as w
 from tests.importers.torch7.helpers import check_numpy, check_opencv
-
-pytest.importorskip("cv2")
 
 relu = w.module("nn.ReLU", threshold=0, val=0, inplace=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from modelport.errors import InvalidModelError
 from modelport.importers.keras import masks
 from modelport.importers.keras.layers.activations import activate
 from modelport.importers.keras.table import (
@@ -36,6 +37,11 @@ def dense(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     units = int(c["units"])
     use_bias = c.get("use_bias", True)
     kin = int(layer.weights()[0].shape[0])
+    if isinstance(t.shape[-1], int) and t.shape[-1] != kin:
+        # The config (the shapes leading here) and the weights disagree: a corrupt file.
+        raise InvalidModelError(
+            f"layer {layer.name!r} (Dense): its kernel has {kin} rows but its input has "
+            f"{t.shape[-1]} features (the config does not fit the weights)", path=ctx.path)
     out_shape = (*t.shape[:-1], units)
     if t.rank == 2 and t.fperm is not None:
         w = _permuted_rows(ctx, layer, t.fperm, kin, units)

@@ -1,0 +1,110 @@
+"""Every parser fuzzed with mutations of valid files (hypothesis): the outcome is a clean
+conversion or exit 2 with one line naming the file; never exit 3, a crash, a hang or a
+memory blow-up (each case runs in a forked child with a deadline and a memory cap, see
+``server.py``).
+
+The fast sample (a few hundred cases, fixed by ``derandomize``) runs with the normal suite;
+``-m slow`` (``make bench-tests``) runs ten times as many fresh random cases. A failing input
+is written to ``tests/fuzz/regressions/`` (see ``test_regressions.py``, which replays them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from tests.fuzz.harness import (
+    Budget,
+    fresh_dir,
+    hot_offsets,
+    mutations,
+    problem,
+    save_regression,
+)
+
+CASE_TIMEOUT = 60.0  # seconds; a clean case takes well under one (the machine may be loaded)
+SLOW_FACTOR = 10
+
+# name: (seed file, suffix, markers of places worth mutating, fast examples, argv builder)
+H5_MARKERS = [b"HEAP", b"TREE", b"SNOD", b"OHDR", b"model_config", b"weight_names",
+              b"\x01\x00\x00\x00\x00\x00\x00\x00"]
+ZIP_MARKERS = [b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06"]
+
+
+def _convert(src: Path, out: Path, *extra: str) -> list[str]:
+    return ["convert", str(src), "-o", str(out), "--force", "--quiet", *extra]
+
+
+TARGETS = {
+    "keras-h5": ("seed.h5", ".h5", H5_MARKERS, 40, lambda s, o, seeds: _convert(s, o)),
+    "keras-k2-h5": ("seed_k2.h5", ".h5", H5_MARKERS, 30, lambda s, o, seeds: _convert(s, o)),
+    "keras-zip": ("seed.keras", ".keras", ZIP_MARKERS + H5_MARKERS + [b'"class_name"'], 40,
+                  lambda s, o, seeds: _convert(s, o)),
+    "caffe-text": ("seed.prototxt", ".prototxt", [b"layer", b"dim:", b"num_output", b"param"],
+                   50, lambda s, o, seeds: _convert(s, o, "--weights",
+                                                    str(seeds / "seed.caffemodel"))),
+    "caffe-binary": ("seed.caffemodel", ".caffemodel", [b"\xa2\x06", b"\x3a", b"\x2a"], 50,
+                     lambda s, o, seeds: ["convert", str(seeds / "seed.prototxt"), "--weights",
+                                          str(s), "-o", str(o), "--force", "--quiet"]),
+    "onnx": ("seed.onnx", ".onnx", [b"\x3a", b"\x0a", b"\x42"], 60,
+             lambda s, o, seeds: _convert(s, o)),
+    "torch-export": ("seed.pt2", ".pt2", ZIP_MARKERS, 12, lambda s, o, seeds: _convert(s, o)),
+    "torchscript": ("seed_script.pt", ".pt", ZIP_MARKERS, 8,
+                    lambda s, o, seeds: _convert(s, o, "--trust-code", "--input",
+                                                 "x:1,3,8,8")),
+    "torch-state": ("seed_state.pt", ".pt", ZIP_MARKERS, 8, lambda s, o, seeds: _convert(s, o)),
+}
+
+
+def _fuzz(name: str, seeds: Path, server, tmp_path: Path, *, slow: bool) -> None:
+    seed_name, suffix, markers, examples, argv = TARGETS[name]
+    data = (seeds / seed_name).read_bytes()
+    work = fresh_dir(tmp_path / "work")
+    budget = Budget(name)
+    # The unmutated seed converts: otherwise every case would be a refusal and prove nothing.
+    clean = server.run(argv(seeds / seed_name, work / "seed.onnx", seeds), timeout=CASE_TIMEOUT)
+    # (A state_dict alone is refused, exit 2: its fuzzing exercises torch.load's safe reader.)
+    assert clean.rc == (2 if name == "torch-state" else 0), clean.stderr
+    names = [f"case{suffix}", "seed.prototxt", "seed.caffemodel"]
+
+    @settings(max_examples=examples * (SLOW_FACTOR if slow else 1), deadline=None,
+              derandomize=not slow, database=None, print_blob=True,
+              # shrinking replays a failure for minutes; the failing input is kept as found
+              phases=[Phase.explicit, Phase.reuse, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(mutations(data, hot_offsets(data, markers)))
+    def case(mutated: bytes) -> None:
+        src = work / f"case{suffix}"
+        src.write_bytes(mutated)
+        outcome = server.run(argv(src, work / "out.onnx", seeds), timeout=CASE_TIMEOUT)
+        budget.record(outcome)
+        why = problem(outcome, names)
+        if why:
+            digest = hashlib.sha1(mutated).hexdigest()[:10]
+            kept = save_regression(mutated, f"{name}-{digest}", suffix)
+            raise AssertionError(f"{name}: {why} (input kept as {kept})")
+
+    try:
+        case()
+    finally:
+        print("\n" + budget.summary())
+
+
+@pytest.mark.parametrize("name", [n for n in TARGETS if not n.startswith("torch")])
+def test_fuzz_sample(name, seeds, fuzz_server, tmp_path):
+    _fuzz(name, seeds, fuzz_server, tmp_path, slow=False)
+
+
+@pytest.mark.parametrize("name", [n for n in TARGETS if n.startswith("torch")])
+def test_fuzz_sample_pytorch(name, seeds, fuzz_server, tmp_path):
+    # torch comes with the pytorch extra that `make test` installs: a missing torch fails here
+    _fuzz(name, seeds, fuzz_server, tmp_path, slow=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_fuzz_long(name, seeds, fuzz_server, tmp_path):
+    _fuzz(name, seeds, fuzz_server, tmp_path, slow=True)
