@@ -3,7 +3,7 @@
 Each hostile file carries a payload that would create a marker (a pickle whose ``__reduce__``
 calls ``os.mkdir``, a Lambda whose bytecode does, a module that does on import, a TorchScript
 program that writes a file). Every command that opens a model (``convert``, ``convert
---verify``, ``verify``, ``inspect``) is tried on every file: exit 2, one line naming the file,
+--verify``, ``verify``, ``inspect``, and ``batch``) is tried on every file: exit 2, one line naming the file,
 the marker absent, an existing output (``--force``) and the ONNX given to ``verify`` unchanged.
 """
 
@@ -477,3 +477,33 @@ def test_stale_temporary_outputs_are_swept_but_not_live_ones(tmp_path, capsys):
         os.close(fd)
     assert not os.path.exists(dead) and not os.path.exists(unlocked_old)
     assert os.path.exists(young) and os.path.exists(live)
+
+
+def test_batch_runs_no_code_from_any_hostile_file(hostile, tmp_path):
+    """`batch` converts and verifies each model in a child process: every hostile file is that
+    model's error (exit 2 for the batch), nothing runs, nothing is written for it. The manifest
+    sits beside the files, so the side-effect module is importable from the children."""
+    import subprocess
+    import sys
+
+    folder, marker, files, _ = hostile
+    manifest = os.path.join(folder, "hostile.toml")
+    with open(manifest, "w") as f:
+        for i, route in enumerate(ROUTES):
+            f.write(f'[[model]]\nname = "m{i}"\nsource = {json.dumps(files[route])}\n')
+            if route.endswith((".pt", ".pt2")):
+                f.write('input = ["x:2,3"]\n')
+    out = tmp_path / "onnx"
+    report = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "modelport", "batch", manifest, "--out-dir",
+                        str(out), "--jobs", "2", "--json", str(report)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 2, r.stdout + r.stderr
+    doc = json.loads(report.read_text())
+    by_name = {m["name"]: m for m in doc["models"]}
+    for i, route in enumerate(ROUTES):
+        m = by_name[f"m{i}"]
+        assert m["status"] == "error", (route, m)
+        assert "Traceback" not in m["error"] and files[route] in m["error"], (route, m)
+    assert not os.path.exists(marker), "a payload ran under batch"
+    assert not out.exists() or not list(out.glob("*.onnx")), "an output was written"
