@@ -3,9 +3,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,cpu,keras,tensorflow,caffe,torch7,pytorch
+EXTRAS ?= dev,docs,cpu,keras,tensorflow,caffe,torch7,pytorch
 
-.PHONY: venv demo test lint bench bench-tests mxnet-env clean
+.PHONY: venv demo test lint docs bench bench-tests mxnet-env clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,7 +27,13 @@ demo: $(STAMP)
 
 test: $(STAMP) mxnet-env
 	$(BIN)/ruff check modelport tests benchmarks examples
+	# the documentation site: a broken link, a missing page or a bad docstring fails here
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	$(BIN)/python -m pytest -n auto -q
+
+# The documentation site into site/ (open site/index.html, or `mkdocs serve` to browse it live).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
 	$(BIN)/ruff check modelport tests benchmarks examples
@@ -47,7 +53,7 @@ mxnet-env: $(STAMP)
 	$(BIN)/python -m modelport.convert.runners.mxnet_env
 
 clean:
-	rm -rf $(VENV) examples/out .pytest_cache
+	rm -rf $(VENV) examples/out .pytest_cache site
 
 # Keras 1.2.2 and 2.2.4 on Theano 1.0.5 (.venv-theano-k1/, .venv-theano-k2/): the verification
 # reference for Theano-backend Keras files. The tests create them on demand too.

@@ -1,7 +1,7 @@
 """Errors that modelport reports to users.
 
 Every error a user can cause (a bad file, an unsupported operator, a model that would run code,
-a failed verification) is a :class:`ModelportError`. The CLI prints ``str(error)`` as one line
+a failed verification) is a ``ModelportError``. The CLI prints ``str(error)`` as one line
 on stderr and exits with ``error.exit_code``; anything else is a bug and is reported as such.
 """
 

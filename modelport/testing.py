@@ -24,7 +24,7 @@ def assert_equivalent(source: str | os.PathLike, converted: str | os.PathLike, *
 
     The message is the verification report's table (with ``per_layer=True`` it names the
     first diverging layer and lists the layers not compared). ``options`` are the fields of
-    :class:`modelport.importers.registry.LoadOptions` (``weights``, ``input_shapes``...).
+    ``modelport.importers.registry.LoadOptions`` (``weights``, ``input_shapes``...).
     Returns the report when the models agree.
     """
     from modelport.convert.api import verify

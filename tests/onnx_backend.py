@@ -11,7 +11,7 @@ This is decided per case at run time, never from a list: onnxruntime's coverage 
 machines (CPU features change which float8/int kernels are exact). ``onnx_backend_exclusions.tsv``
 holds only cases excluded for reasons that do not depend on the machine, each with its reason.
 
-``python -m tests.onnx_backend [0 1 2]`` prints the counts and every case not judged (README).
+``python -m tests.onnx_backend [0 1 2]`` prints the counts and every case not judged (docs/formats/onnx.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def load(source: str | os.PathLike, *, format: str | None = None,
          options: LoadOptions | None = None, **option_kwargs: Any) -> ir.Model:
     """Import a model file into the IR (an ``onnx_ir.Model``), unoptimised.
 
-    ``option_kwargs`` set fields of :class:`LoadOptions` (input_shapes, outputs, weights, ...).
+    ``option_kwargs`` set fields of ``LoadOptions`` (input_shapes, outputs, weights, ...).
     """
     from modelport.convert.pipeline import import_model
 

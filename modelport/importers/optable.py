@@ -9,7 +9,7 @@ Each importer makes one table and decorates its translators::
 
 An unknown op never stops at the first one: :meth:`OpTable.check` collects every name the
 table lacks and raises one :class:`UnsupportedOpsError` listing them all. Users can register
-translations for custom layers the same way (see the README).
+translations for custom layers the same way (see docs/extending.md).
 """
 
 from __future__ import annotations

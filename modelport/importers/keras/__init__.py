@@ -11,7 +11,7 @@ Users register translations for their own layers with :func:`keras_layer`::
         factor = ctx.b.const(layer.config["factor"], "factor")
         return x.like(ctx.b.op("Mul", x.value, factor))
 
-See the README's Keras section for the translator API.
+See docs/extending.md for the translator API.
 """
 
 from modelport.importers.keras.table import KT, keras_layer

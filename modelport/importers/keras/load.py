@@ -174,7 +174,7 @@ def check_layers(spec: ModelSpec, options: LoadOptions, path: str, prefix: str =
         raise UnsupportedOpsError(
             missing, path=path, kind="Keras layer",
             hint="custom layers are never executed; register a translation with "
-                 "@keras_layer('ClassName') from modelport.importers.keras (see the README's Keras section)"
+                 "@keras_layer('ClassName') from modelport.importers.keras (see docs/extending.md)"
                  + ("; Lambda code is not translated even with --trust-code"
                     if "Lambda" in missing else ""))
 

@@ -5,7 +5,7 @@ The exporter runs with ``optimize=False``: constant folding, fusions and clean-u
 modelport's own pass manager (``-O`` levels), like for every other format. The IR comes out at
 the exporter's native opset (18); ``--opset 17`` converts it after optimisation.
 
-TorchScript archives take the first route that works (see the README's PyTorch section and
+TorchScript archives take the first route that works (see docs/formats/pytorch.md and
 :func:`script_attempts`):
 
 - ``wrapper``: an ``nn.Module`` that calls the loaded ScriptModule, traced by ``torch.export``
