@@ -161,6 +161,9 @@ class _Planner:
 
     def __init__(self, y: ir.Value, x: ir.Value, perm: Perm, opset: int) -> None:
         self.y, self.x, self.perm, self.opset = y, x, perm, opset
+        # Consumers of y pushed together: id(node) -> the permutations of its outputs. Their
+        # results reach each other already in x's layout (the swish idiom: Mul(y, Sigmoid(y))).
+        self.group: dict[int, list[Perm | None]] = {}
         self.rank = len(perm)
         self.inv = tuple(invert(list(perm)))
 
@@ -171,6 +174,10 @@ class _Planner:
             return _In("keep")
         if value is self.y:
             return _In("value", self.x)
+        producer = value.producer()
+        if producer is not None and id(producer) in self.group \
+                and self.group[id(producer)][value.index()] == self.perm:
+            return _In("keep")  # estimate only: the plan is made again when it is applied
         rank = _rank(value)
         array = _const(value)
         if array is not None:
@@ -524,6 +531,8 @@ class TransposePushPass(ir.passes.InPlacePass):
             return changed
         if self.remove_if_dead(node):
             return True
+        if self.fold_into_reshape(node, perm):
+            return True
         planner = _Planner(y, x, perm, self.opset)
         consumers = list(dict.fromkeys(use.node for use in y.uses()))
         plans: dict[int, _Plan] = {}
@@ -536,7 +545,20 @@ class TransposePushPass(ir.passes.InPlacePass):
                 plans[id(consumer)] = plan
         others = [c for c in consumers if c.op_type != "Transpose"]
         everyone = bool(others) and len(plans) == len(others) and not y.is_graph_output()
+        if everyone and len(others) > 1:
+            # Estimate again knowing that all of them move: they may feed one another.
+            planner.group = {key: plan.out_perms for key, plan in plans.items()}
+            for consumer in others:
+                plan = planner.plan(consumer)
+                if plan is None:
+                    everyone = False
+                    break
+                self.score_outputs(plan, planner.group)
+                plans[id(consumer)] = plan
+            planner.group = {}
         if everyone:
+            order = {id(n): i for i, n in enumerate(self.graph)}
+            others.sort(key=lambda n: order[id(n)])
             total = -1 + sum(p.cost for p in plans.values())
             inserted = any(p.inserted for p in plans.values())
             if total < 0 or (total == 0 and not inserted):
@@ -562,6 +584,49 @@ class TransposePushPass(ir.passes.InPlacePass):
             self.remove_if_dead(node)
             return True
         return changed
+
+    def fold_into_reshape(self, node: ir.Node, perm: Perm) -> bool:
+        """``Transpose(Reshape(s, t))`` where the Transpose only moves size-1 axes keeps the
+        bytes in order: it is ``Reshape(s, t permuted)``, and just ``s`` where that has the
+        shape already (channels-last importers reshape squeeze-excite vectors this way)."""
+        x, y = node.inputs[0], node.outputs[0]
+        reshape = x.producer()
+        if reshape is None or reshape.op_type != "Reshape" or reshape.domain not in ("", "ai.onnx") \
+                or len(reshape.inputs) < 2 or reshape.inputs[0] is None:
+            return False
+        target = _const(reshape.inputs[1])
+        if target is None or target.ndim != 1 or target.size != len(perm) or (target == 0).any():
+            return False
+        target = [int(d) for d in target]
+        moved = [a for a in perm if target[a] != 1]
+        if moved != sorted(moved):
+            return False
+        new_target = [target[a] for a in perm]
+        source = reshape.inputs[0]
+        shape = source.shape
+        if shape is not None and len(shape) == len(new_target) and new_target.count(-1) <= 1 \
+                and all(d == t if isinstance(d, int) else t == -1
+                        for d, t in zip(shape.dims, new_target)):
+            # Reshape(s, t) then the Transpose give back s itself.
+            if not y.is_graph_output():
+                self.replace_output(y, source)
+                self.graph.remove(node, safe=True)
+                self.remove_if_dead(reshape)
+                return True
+        value = ir.Value(name=self.fresh(f"{reshape.name or 'Reshape'}_shape"),
+                         shape=ir.Shape([len(new_target)]), type=ir.TensorType(ir.DataType.INT64),
+                         const_value=ir.tensor(np.array(new_target, np.int64)))
+        self.graph.register_initializer(value)
+        out = ir.Value(name=self.fresh(y.name), type=y.type, shape=y.shape)
+        replacement = ir.Node("", "Reshape", [source, value], outputs=[out],
+                              name=self.fresh(node.name or "Reshape"),
+                              metadata_props=dict(node.metadata_props))
+        self.graph.insert_before(node, replacement)
+        self.rename_onto(y, out)
+        self.replace_output(y, out)
+        self.graph.remove(node, safe=True)
+        self.remove_if_dead(reshape)
+        return True
 
     def merge_transpose_consumers(self, node: ir.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -595,13 +660,16 @@ class TransposePushPass(ir.passes.InPlacePass):
         self.graph.remove(node, safe=True)
         return True
 
-    def score_outputs(self, plan: _Plan) -> None:
+    def score_outputs(self, plan: _Plan, group: dict[int, list[Perm | None]] | None = None
+                      ) -> None:
         """Add to the plan's cost the Transposes its outputs need, less those that cancel."""
         for out, perm in zip(plan.node.outputs, plan.out_perms):
             if perm is None:
                 continue
             needed = out.is_graph_output()
             for use in out.uses():
+                if group and id(use.node) in group:
+                    continue  # pushed as well: takes this output in the new layout
                 if use.node.op_type == "Transpose" and (q := _perm_of(use.node)) is not None:
                     if _is_identity(compose(list(perm), list(q))):
                         plan.cost -= 1
