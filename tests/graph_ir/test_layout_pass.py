@@ -229,14 +229,81 @@ def test_consecutive_transposes_merge_and_inverse_pairs_vanish(tmp_path):
 
 
 def test_graph_output_keeps_its_name_and_shape(tmp_path):
-    nodes = [T("x", "t", CF), helper.make_node("Relu", ["t"], ["y"])]
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), T("r", "t", CF),
+             helper.make_node("Sigmoid", ["t"], ["y"])]
     proto = make_model(nodes, [f32("x", X)], [f32("y", [2, 3, 4, 5])])
     model, after = run_pass(proto)
     # Count-neutral: the Transpose moved to the output, whose name, shape and type are kept.
-    assert ops(model) == ["Relu", "Transpose"]
+    assert ops(model) == ["Relu", "Sigmoid", "Transpose"]
     out = model.graph.outputs[0]
     assert out.name == "y" and list(out.shape) == [2, 3, 4, 5]
     assert model.graph.inputs[0].name == "x" and list(model.graph.inputs[0].shape) == X
+    assert_same_outputs(proto, after, tmp_path)
+
+
+def test_a_transpose_on_the_graph_input_stays_there():
+    nodes = [T("x", "t", CF), helper.make_node("Relu", ["t"], ["y"])]
+    proto = make_model(nodes, [f32("x", X)], [f32("y", [2, 3, 4, 5])])
+    model, _ = run_pass(proto)
+    assert ops(model) == ["Transpose", "Relu"]
+
+
+def test_pulled_up_to_the_input_so_that_pad_fuses_into_conv(tmp_path):
+    # Normalisation and padding in NHWC before the first Conv, as channels-last models start.
+    nodes = [
+        helper.make_node("Sub", ["x", "mean"], ["s"]),
+        helper.make_node("Div", ["s", "std"], ["n"]),
+        helper.make_node("Pad", ["n", "pads"], ["p"]),
+        T("p", "p_cf", CF),
+        helper.make_node("Conv", ["p_cf", "w"], ["y"]),
+    ]
+    inits = [init("mean", arr(3)), init("std", np.abs(arr(3)) + 0.5),
+             init("pads", np.array([0, 1, 1, 0, 0, 1, 1, 0], np.int64)), init("w", arr(4, 3, 3, 3))]
+    proto = make_model(nodes, [f32("x", X)], [f32("y", [2, 4, 4, 5])], inits)
+    model, _ = run_pass(proto)
+    assert ops(model) == ["Transpose", "Sub", "Div", "Pad", "Conv"]
+    assert model.graph.node(0).inputs[0].name == "x"
+    model, after = run_pass(proto, level=1)
+    assert ops(model) == ["Transpose", "Sub", "Div", "Conv"]  # onnxscript absorbed the Pad
+    assert_same_outputs(proto, after, tmp_path)
+
+
+def test_swish_consumers_pushed_together(tmp_path):
+    # y = T(conv) feeds both Sigmoid and Mul(y, Sigmoid(y)): pushed into both at once.
+    nodes = [
+        T("x", "t_in", CF),
+        helper.make_node("Conv", ["t_in", "w_cf"], ["c"]),
+        T("c", "c_cl", CL),
+        helper.make_node("Sigmoid", ["c_cl"], ["sig"]),
+        helper.make_node("Mul", ["c_cl", "sig"], ["swish"]),
+        T("swish", "s_cf", CF),
+        helper.make_node("Conv", ["s_cf", "w_cf"], ["y"]),
+    ]
+    proto = make_model(nodes, [f32("x", X)], [f32("y", [2, 3, 4, 5])], [init("w_cf", W_CF)])
+    model, after = run_pass(proto)
+    assert ops(model) == ["Transpose", "Conv", "Sigmoid", "Mul", "Conv"]
+    assert_same_outputs(proto, after, tmp_path)
+
+
+def test_transpose_of_a_reshape_moving_size_1_axes_goes(tmp_path):
+    # Squeeze-excite as channels-last importers write it: (N,C,1,1) → Reshape (N,1,1,C) →
+    # Transpose back to (N,C,1,1): the pair is the original value.
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["g"], axes=[2, 3]),
+        helper.make_node("Sigmoid", ["g"], ["s"]),
+        helper.make_node("Reshape", ["s", "shape"], ["r"]),
+        T("r", "r_cf", CF),
+        helper.make_node("Mul", ["x", "r_cf"], ["y"]),
+    ]
+    proto = make_model(nodes, [f32("x", [2, 3, 4, 5])], [f32("y", [2, 3, 4, 5])],
+                       [init("shape", np.array([-1, 1, 1, 3], np.int64))])
+    # Without a known shape of s the Transpose becomes a Reshape (count of nodes kept)...
+    model, _ = run_pass(proto)
+    assert ops(model) == ["ReduceMean", "Sigmoid", "Reshape", "Mul"]
+    # ...and with it (the shape of s as importers record it) the pair goes.
+    proto.graph.value_info.append(f32("s", [2, 3, 1, 1]))
+    model, after = run_pass(proto)
+    assert ops(model) == ["ReduceMean", "Sigmoid", "Mul"]
     assert_same_outputs(proto, after, tmp_path)
 
 

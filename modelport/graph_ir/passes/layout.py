@@ -163,7 +163,7 @@ class _Planner:
         self.y, self.x, self.perm, self.opset = y, x, perm, opset
         # Consumers of y pushed together: id(node) -> the permutations of its outputs. Their
         # results reach each other already in x's layout (the swish idiom: Mul(y, Sigmoid(y))).
-        self.group: dict[int, list[Perm | None]] = {}
+        self.group: dict[int, list[Perm | None] | None] = {}
         self.rank = len(perm)
         self.inv = tuple(invert(list(perm)))
 
@@ -175,8 +175,9 @@ class _Planner:
         if value is self.y:
             return _In("value", self.x)
         producer = value.producer()
-        if producer is not None and id(producer) in self.group \
-                and self.group[id(producer)][value.index()] == self.perm:
+        if producer is not None and id(producer) in self.group and (
+                self.group[id(producer)] is None
+                or self.group[id(producer)][value.index()] == self.perm):
             return _In("keep")  # estimate only: the plan is made again when it is applied
         rank = _rank(value)
         array = _const(value)
@@ -544,24 +545,36 @@ class TransposePushPass(ir.passes.InPlacePass):
                 self.score_outputs(plan)
                 plans[id(consumer)] = plan
         others = [c for c in consumers if c.op_type != "Transpose"]
-        everyone = bool(others) and len(plans) == len(others) and not y.is_graph_output()
+        everyone = bool(others) and not y.is_graph_output()
         if everyone and len(others) > 1:
-            # Estimate again knowing that all of them move: they may feed one another.
-            planner.group = {key: plan.out_perms for key, plan in plans.items()}
-            for consumer in others:
-                plan = planner.plan(consumer)
-                if plan is None:
-                    everyone = False
+            # Estimate again knowing that all of them move: they may feed one another. First
+            # assuming each result comes out in x's layout, then with the layouts they get.
+            group_plans = dict(plans)
+            planner.group = {id(c): None for c in others}
+            for _ in range(2):
+                for consumer in others:
+                    plan = planner.plan(consumer)
+                    if plan is None:
+                        everyone = False
+                        break
+                    group_plans[id(consumer)] = plan
+                if not everyone:
                     break
-                self.score_outputs(plan, planner.group)
-                plans[id(consumer)] = plan
+                planner.group = {key: plan.out_perms for key, plan in group_plans.items()}
+            if everyone:
+                for plan in group_plans.values():
+                    self.score_outputs(plan, planner.group)
+                plans = group_plans
             planner.group = {}
+        everyone = everyone and len(plans) == len(others)
         if everyone:
             order = {id(n): i for i, n in enumerate(self.graph)}
             others.sort(key=lambda n: order[id(n)])
             total = -1 + sum(p.cost for p in plans.values())
             inserted = any(p.inserted for p in plans.values())
-            if total < 0 or (total == 0 and not inserted):
+            # A count-neutral move only goes downstream, and never takes a Transpose away
+            # from a graph input (where pull_to_input puts it).
+            if total < 0 or (total == 0 and not inserted and not x.is_graph_input()):
                 # Merge the Transpose consumers first, then rewrite the others one by one
                 # (planned afresh: an earlier rewrite can only make a later one cheaper).
                 self.merge_transpose_consumers(node)
@@ -583,7 +596,44 @@ class TransposePushPass(ir.passes.InPlacePass):
             self.merge_transpose_consumers(node)
             self.remove_if_dead(node)
             return True
-        return changed
+        return self.pull_to_input(node, perm) or changed
+
+    def pull_to_input(self, node: ir.Node, perm: Perm) -> bool:
+        """Move a Transpose that stayed (e.g. before a Conv) up to the graph input when only
+        single-consumer ops of one data input with constant operands lie in between
+        (normalisation, padding): the count is unchanged, the graph's interface too, and the
+        ops it passes can then fuse with what follows (Pad into Conv)."""
+        y = node.outputs[0]
+        if y.is_graph_output():
+            return False
+        value, user = node.inputs[0], node
+        while not value.is_graph_input():
+            producer = value.producer()
+            if producer is None or len(producer.outputs) != 1 or value.is_graph_output() \
+                    or any(use.node is not user for use in value.uses()):
+                return False
+            data = [v for v in producer.inputs if v is not None and _const(v) is None]
+            if len(data) != 1 or producer.inputs[0] is not data[0]:
+                return False
+            value, user = data[0], producer
+        if value is node.inputs[0]:
+            return False
+        moved = False
+        inverse = tuple(invert(list(perm)))
+        while not node.inputs[0].is_graph_input():
+            producer = node.inputs[0].producer()
+            source = producer.inputs[0]
+            pulled = self.transpose(source, perm, None, node)
+            planner = _Planner(source, pulled.outputs[0], inverse, self.opset)
+            plan = planner.plan(producer)
+            if plan is None or plan.inserted or plan.out_perms != [inverse]:
+                return moved
+            self.graph.insert_before(producer, pulled)
+            self.apply(plan, pulled.outputs[0])  # node becomes an identity Transpose
+            if not self.bypass(node):
+                return True
+            node, moved = pulled, True
+        return moved
 
     def fold_into_reshape(self, node: ir.Node, perm: Perm) -> bool:
         """``Transpose(Reshape(s, t))`` where the Transpose only moves size-1 axes keeps the
@@ -605,8 +655,9 @@ class TransposePushPass(ir.passes.InPlacePass):
         source = reshape.inputs[0]
         shape = source.shape
         if shape is not None and len(shape) == len(new_target) and new_target.count(-1) <= 1 \
-                and all(d == t if isinstance(d, int) else t == -1
+                and all(t == -1 or (isinstance(d, int) and d == t)
                         for d, t in zip(shape.dims, new_target)):
+            # (a single -1 then stands for the one dim left: the element counts agree)
             # Reshape(s, t) then the Transpose give back s itself.
             if not y.is_graph_output():
                 self.replace_output(y, source)
