@@ -27,6 +27,14 @@ Ops a Transpose is pushed through (``p`` the permutation, ``R`` the rank):
   remapped, the permutation grows or shrinks), Resize (constant ``scales``/``sizes``/``roi``
   permuted; not with an ``axes`` attribute).
 
+Two more moves that keep the count and help what follows:
+
+- a Transpose left in front of a layout-sensitive op is pulled up to the graph input when the
+  ops in between are single-consumer ops of one data input with constant operands
+  (normalisation, padding), so that a Pad meets the Conv it can be absorbed into;
+- ``Transpose(Reshape(s, t))`` that only moves size-1 axes keeps the bytes in order: it becomes
+  ``Reshape(s, t permuted)``, or ``s`` itself when that already has the shape.
+
 Safety rules:
 
 - A push is made only when it does not increase the number of Transpose nodes, counting those
