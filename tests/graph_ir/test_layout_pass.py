@@ -408,3 +408,23 @@ def test_o0_keeps_the_transposes():
     proto = sandwich(middle, out_shape, inits)
     model, _ = run_pass(proto, level=0)
     assert len(transposes(model)) == 3
+
+
+def test_large_constant_operand_stays_lazy(tmp_path):
+    # A constant of more than SMALL_TENSOR_ELEMENTS is permuted when the exporter reads it,
+    # not during the pass (importers' weights are read once).
+    big = arr(8, 8, 20)  # 1280 elements
+    nodes = [
+        T("x", "t", CF), helper.make_node("Conv", ["t", "w"], ["c"]), T("c", "c_cl", CL),
+        helper.make_node("Mul", ["c_cl", "big"], ["m"]), T("m", "m_cf", CF),
+        helper.make_node("Conv", ["m_cf", "w2"], ["y"]),
+    ]
+    proto = make_model(nodes, [f32("x", [1, 8, 8, 3])], [f32("y", [1, 2, 8, 8])],
+                       [init("w", arr(20, 3, 1, 1)), init("big", big), init("w2", arr(2, 20, 1, 1))])
+    model = ir.serde.deserialize_model(proto)
+    TransposePushPass()(model)
+    mul = next(n for n in model.graph if n.op_type == "Mul")
+    assert isinstance(mul.inputs[1].const_value, ir.LazyTensor)
+    assert list(mul.inputs[1].shape) == [20, 8, 8]
+    assert len(transposes(model)) == 1
+    assert_same_outputs(proto, ir.serde.serialize_model(model), tmp_path)

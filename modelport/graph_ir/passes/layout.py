@@ -68,6 +68,7 @@ import onnx_ir as ir
 
 from modelport.graph_ir.layout import compose, invert
 from modelport.graph_ir.passes.manager import register_pass
+from modelport.graph_ir.tensors import SMALL_TENSOR_ELEMENTS, lazy_tensor
 
 Perm = tuple[int, ...]
 _SUFFIX = re.compile(r"(_nchw\d+)+$")
@@ -109,12 +110,23 @@ def _perm_of(node: ir.Node) -> Perm | None:
     return tuple(reversed(range(len(x.shape))))
 
 
-def _const(value: ir.Value | None) -> np.ndarray | None:
-    """The value's data when it is a constant no caller can override."""
+def _const_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
+    """The value's tensor, unread, when it is a constant no caller can override."""
     if value is None or value.is_graph_input():
         return None
     tensor = ir.convenience.get_const_tensor(value)
-    return None if tensor is None else tensor.numpy()
+    if tensor is None or not all(isinstance(d, int) for d in tensor.shape):
+        return None
+    return tensor
+
+
+def _const(value: ir.Value | None) -> np.ndarray | None:
+    """A small constant's data (axes, pads, scales, shapes); None for anything else. Large
+    weights are never read here: importers' tensors are read once, when they are written."""
+    tensor = _const_tensor(value)
+    if tensor is None or tensor.size > SMALL_TENSOR_ELEMENTS:
+        return None
+    return tensor.numpy()
 
 
 def _ones_shape(value: ir.Value) -> bool:
@@ -151,6 +163,7 @@ class _In:
     value: ir.Value | None = None
     array: np.ndarray | None = None
     perm: Perm | None = None
+    tensor: ir.TensorProtocol | None = None  # a lazy constant (instead of array)
 
 
 @dataclasses.dataclass
@@ -188,19 +201,30 @@ class _Planner:
                 or self.group[id(producer)][value.index()] == self.perm):
             return _In("keep")  # estimate only: the plan is made again when it is applied
         rank = _rank(value)
-        array = _const(value)
-        if array is not None:
-            if array.ndim > self.rank or (exact_rank and array.ndim != self.rank):
+        tensor = _const_tensor(value)
+        if tensor is not None:
+            shape = tuple(int(d) for d in tensor.shape)
+            if len(shape) > self.rank or (exact_rank and len(shape) != self.rank):
                 return None
-            if all(d == 1 for d in array.shape):
+            if all(d == 1 for d in shape):
                 return _In("keep")
-            full = array.reshape((1,) * (self.rank - array.ndim) + array.shape)
-            moved = np.ascontiguousarray(full.transpose(self.inv))
+            full = (1,) * (self.rank - len(shape)) + shape
+            moved = [full[i] for i in self.inv]
             # Leading size-1 axes broadcast anyway: keep the constant as small as it was.
             lead = 0
-            while lead < moved.ndim - array.ndim and moved.shape[lead] == 1:
+            while lead < self.rank - len(shape) and moved[lead] == 1:
                 lead += 1
-            return _In("const", array=moved.reshape(moved.shape[lead:]))
+            final = tuple(moved[lead:])
+            inv = self.inv
+
+            def read() -> np.ndarray:
+                array = np.asarray(tensor.numpy()).reshape(full).transpose(inv)
+                return np.ascontiguousarray(array).reshape(final)
+
+            if tensor.size <= SMALL_TENSOR_ELEMENTS:
+                return _In("const", array=read())
+            # A large weight stays lazy: permuted when the exporter reads it.
+            return _In("const", tensor=lazy_tensor(read, tensor.dtype, final))
         other = _producer_transpose(value)
         q = _perm_of(other) if other is not None else None
         if q is not None and len(q) == self.rank and other.inputs[0] is not None:
@@ -615,19 +639,25 @@ class TransposePushPass(ir.passes.InPlacePass):
         if y.is_graph_output():
             return False
         value, user = node.inputs[0], node
+        inverse = tuple(invert(list(perm)))
         while not value.is_graph_input():
             producer = value.producer()
             if producer is None or len(producer.outputs) != 1 or value.is_graph_output() \
                     or any(use.node is not user for use in value.uses()):
                 return False
-            data = [v for v in producer.inputs if v is not None and _const(v) is None]
-            if len(data) != 1 or producer.inputs[0] is not data[0]:
+            data = [v for v in producer.inputs if v is not None and _const_tensor(v) is None]
+            if len(data) != 1 or producer.inputs[0] is not data[0] \
+                    or _rank(data[0]) not in (None, len(perm)):
+                return False
+            # The move below must be possible at every step: plan it (with a stand-in value).
+            plan = _Planner(data[0], ir.Value(name="_"), inverse, self.opset).plan(producer)
+            if plan is None or plan.inserted or plan.out_perms != [inverse]:
                 return False
             value, user = data[0], producer
-        if value is node.inputs[0]:
+        # The ops passed keep the rank (the plans check it), so the input's rank is everyone's.
+        if value is node.inputs[0] or _rank(value) != len(perm):
             return False
         moved = False
-        inverse = tuple(invert(list(perm)))
         while not node.inputs[0].is_graph_input():
             producer = node.inputs[0].producer()
             source = producer.inputs[0]
@@ -747,12 +777,11 @@ class TransposePushPass(ir.passes.InPlacePass):
             elif how.kind == "value":
                 inputs.append(how.value)
             elif how.kind == "const":
-                array = how.array
+                tensor = how.tensor if how.tensor is not None else ir.tensor(how.array)
                 value = ir.Value(name=self.fresh((old.name if old is not None else None) or
                                                  f"{node.name or node.op_type}_axes"),
-                                 shape=ir.Shape(array.shape),
-                                 type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
-                                 const_value=ir.tensor(array))
+                                 shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype),
+                                 const_value=tensor)
                 self.graph.register_initializer(value)
                 inputs.append(value)
             else:
