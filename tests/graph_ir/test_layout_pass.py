@@ -428,3 +428,25 @@ def test_large_constant_operand_stays_lazy(tmp_path):
     assert list(mul.inputs[1].shape) == [20, 8, 8]
     assert len(transposes(model)) == 1
     assert_same_outputs(proto, ir.serde.serialize_model(model), tmp_path)
+
+
+def test_consumer_inside_a_subgraph_is_left_alone(tmp_path):
+    then = helper.make_graph([helper.make_node("Relu", ["t"], ["r"])], "then", [],
+                             [f32("r", [2, 3, 4, 5])])
+    other = helper.make_graph([helper.make_node("Neg", ["t"], ["n"])], "else", [],
+                              [f32("n", [2, 3, 4, 5])])
+    nodes = [
+        T("x", "t", CF),
+        helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other),
+    ]
+    proto = make_model(nodes, [f32("x", X), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                       [f32("y", [2, 3, 4, 5])])
+    model, after = run_pass(proto)
+    assert ops(model) == ["Transpose", "If"]
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(proto, a)
+    onnx.save(after, b)
+    x = np.random.default_rng(3).standard_normal(X).astype(np.float32)
+    for cond in (True, False):
+        feeds = {"x": x, "cond": np.array(cond)}
+        assert_close(run_onnx(b, feeds)["y"], run_onnx(a, feeds)["y"])

@@ -570,14 +570,15 @@ class TransposePushPass(ir.passes.InPlacePass):
         consumers = list(dict.fromkeys(use.node for use in y.uses()))
         plans: dict[int, _Plan] = {}
         for consumer in consumers:
-            if consumer.op_type == "Transpose":
-                continue
+            if consumer.op_type == "Transpose" or consumer.graph is not self.graph:
+                continue  # (a consumer inside a subgraph is never rewritten)
             plan = planner.plan(consumer)
             if plan is not None:
                 self.score_outputs(plan)
                 plans[id(consumer)] = plan
         others = [c for c in consumers if c.op_type != "Transpose"]
-        everyone = bool(others) and not y.is_graph_output()
+        everyone = bool(others) and not y.is_graph_output() \
+            and all(c.graph is self.graph for c in others)
         if everyone and len(others) > 1:
             # Estimate again knowing that all of them move: they may feed one another. First
             # assuming each result comes out in x's layout, then with the layouts they get.
