@@ -145,6 +145,59 @@ def _remaining(perm: Perm, removed: set[int]) -> Perm:
     return tuple(order.index(a) for a in kept)
 
 
+def _order_kept(shape: ir.Shape | None, perm: Perm) -> bool:
+    """True when transposing a value of ``shape`` by ``perm`` moves only size-1 axes: the
+    bytes stay in order, so the Transpose is a Reshape."""
+    if shape is None or len(shape) != len(perm):
+        return False
+    moved = [a for a in perm if not (isinstance(shape[a], int) and shape[a] == 1)]
+    return moved == sorted(moved)
+
+
+def _reshape_target(shape: ir.Shape, perm: Perm) -> np.ndarray | None:
+    """The Reshape target equal to that Transpose (at most one dim unknown, written -1)."""
+    target = [d if isinstance(d, int) else -1 for d in (shape[a] for a in perm)]
+    return np.array(target, np.int64) if target.count(-1) <= 1 else None
+
+
+def _order_kept_after(shape: ir.Shape | None, perm: Perm) -> bool:
+    """``_order_kept`` for the Transpose by ``perm`` whose *result* has ``shape``."""
+    if shape is None or len(shape) != len(perm):
+        return False
+    moved = [perm[i] for i in range(len(perm))
+             if not (isinstance(shape[i], int) and shape[i] == 1)]
+    return moved == sorted(moved)
+
+
+def _matches(shape: ir.Shape | None, target: list[int]) -> bool:
+    """True when a value of ``shape`` already has the shape Reshape ``target`` gives (a single
+    -1 stands for the one dim left: the element counts agree)."""
+    return shape is not None and len(shape) == len(target) and target.count(-1) <= 1 \
+        and all(t == -1 or (isinstance(d, int) and d == t) for d, t in zip(shape.dims, target))
+
+
+def _reshape_source(value: ir.Value, target: list[int]) -> ir.Value | None:
+    """``s`` when ``value = Reshape(s, ·)`` and ``s`` has the shape of ``Reshape(value,
+    target)``: reshaping back gives ``s`` itself."""
+    producer = value.producer()
+    if producer is None or producer.op_type != "Reshape" or producer.domain not in ("", "ai.onnx") \
+            or producer.inputs[0] is None:
+        return None
+    source = producer.inputs[0]
+    return source if _matches(source.shape, target) else None
+
+
+def _plain_reshape_use(use) -> bool:
+    """A Reshape reading the value as data with a constant target without 0 (which would copy
+    an input dim): the layout of its input does not matter when the bytes are in order."""
+    node = use.node
+    if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or use.idx != 0 \
+            or len(node.inputs) < 2:
+        return False
+    target = _const(node.inputs[1])
+    return target is not None and not (target == 0).any()
+
+
 def _producer_transpose(value: ir.Value) -> ir.Node | None:
     node = value.producer()
     if node is None or node.op_type != "Transpose" or node.domain not in ("", "ai.onnx"):
@@ -159,7 +212,7 @@ def _producer_transpose(value: ir.Value) -> ir.Node | None:
 class _In:
     """How one input of the rewritten node is obtained."""
 
-    kind: str  # "keep" (unchanged), "value" (another value), "const" (new array), "transpose"
+    kind: str  # "keep", "value" (another value), "const" (new array), "transpose", "reshape"
     value: ir.Value | None = None
     array: np.ndarray | None = None
     perm: Perm | None = None
@@ -245,8 +298,15 @@ class _Planner:
             return _In("keep")
         if rank != self.rank:
             return None
-        plan.cost += 1
         plan.inserted = True
+        if _order_kept(value.shape, self.inv):
+            target = _reshape_target(value.shape, self.inv)
+            if target is not None:  # a Reshape does it (squeeze-excite vectors)
+                source = _reshape_source(value, [int(t) for t in target])
+                if source is not None:
+                    return _In("value", source)
+                return _In("reshape", value, array=target, perm=self.inv)
+        plan.cost += 1
         return _In("transpose", value, perm=self.inv)
 
     def data_only(self, node: ir.Node, positions: set[int]) -> bool:
@@ -566,6 +626,13 @@ class TransposePushPass(ir.passes.InPlacePass):
             return True
         if self.fold_into_reshape(node, perm):
             return True
+        if _order_kept(x.shape, perm):
+            reshapes = [use for use in y.uses() if _plain_reshape_use(use)]
+            for use in reshapes:  # Reshape(Transpose(x)) = Reshape(x) when bytes keep order
+                use.node.replace_input_with(use.idx, x)
+            if reshapes:
+                self.remove_if_dead(node)
+                return True
         planner = _Planner(y, x, perm, self.opset)
         consumers = list(dict.fromkeys(use.node for use in y.uses()))
         plans: dict[int, _Plan] = {}
@@ -692,11 +759,7 @@ class TransposePushPass(ir.passes.InPlacePass):
             return False
         new_target = [target[a] for a in perm]
         source = reshape.inputs[0]
-        shape = source.shape
-        if shape is not None and len(shape) == len(new_target) and new_target.count(-1) <= 1 \
-                and all(t == -1 or (isinstance(d, int) and d == t)
-                        for d, t in zip(shape.dims, new_target)):
-            # (a single -1 then stands for the one dim left: the element counts agree)
+        if _matches(source.shape, new_target):
             # Reshape(s, t) then the Transpose give back s itself.
             if not y.is_graph_output():
                 self.replace_output(y, source)
@@ -763,7 +826,7 @@ class TransposePushPass(ir.passes.InPlacePass):
                 if use.node.op_type == "Transpose" and (q := _perm_of(use.node)) is not None:
                     if _is_identity(compose(list(perm), list(q))):
                         plan.cost -= 1
-                else:
+                elif not (_plain_reshape_use(use) and _order_kept_after(out.shape, perm)):
                     needed = True
             plan.cost += int(needed)
 
@@ -785,6 +848,18 @@ class TransposePushPass(ir.passes.InPlacePass):
                                  const_value=tensor)
                 self.graph.register_initializer(value)
                 inputs.append(value)
+            elif how.kind == "reshape":
+                target = ir.Value(name=self.fresh(f"{how.value.name}_shape"),
+                                  shape=ir.Shape([how.array.size]),
+                                  type=ir.TensorType(ir.DataType.INT64),
+                                  const_value=ir.tensor(how.array))
+                self.graph.register_initializer(target)
+                out = ir.Value(name=self.fresh(how.value.name), type=how.value.type,
+                               shape=ir.Shape([how.value.shape[a] for a in how.perm]))
+                before.append(ir.Node("", "Reshape", [how.value, target], outputs=[out],
+                                      name=self.fresh("Reshape"),
+                                      metadata_props=dict(node.metadata_props)))
+                inputs.append(out)
             else:
                 t = self.transpose(how.value, how.perm, None, node)
                 before.append(t)
@@ -816,9 +891,14 @@ class TransposePushPass(ir.passes.InPlacePass):
                 self.replace_output(out, new)
                 continue
             users = [use for use in out.uses()]
-            plain = [u for u in users if u.node.op_type != "Transpose" or _perm_of(u.node) is None]
+            reshapes = [u for u in users if _plain_reshape_use(u)
+                        and _order_kept_after(out.shape, perm)]
+            plain = [u for u in users if u not in reshapes and (
+                u.node.op_type != "Transpose" or _perm_of(u.node) is None)]
+            for use in reshapes:
+                use.node.replace_input_with(use.idx, new)
             for use in users:
-                if use in plain:
+                if use in plain or use in reshapes:
                     continue
                 other = use.node
                 merged = compose(list(perm), list(_perm_of(other)))

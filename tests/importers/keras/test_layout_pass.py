@@ -65,3 +65,21 @@ def test_layout_pass_removes_the_per_layer_transposes(k3, model_dir, tmp_path, b
     graph = onnx.load(o1).graph
     assert [i.name for i in graph.input] == input_names(model)
     assert [o.name for o in graph.output] == [o.name for o in onnx.load(o0).graph.output]
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("MobileNetV3Small", {"input_shape": (32, 32, 3), "classes": 7}),
+    ("EfficientNetB0", {"input_shape": (32, 32, 3), "classes": 5}),
+])
+def test_applications_per_layer_come_out_with_one_transpose(name, kwargs, k3, model_dir):
+    """Hard-swish, swish and squeeze-excite blocks: the layout pass alone gets to the one
+    Transpose the importer's own layout tracking reaches, and Keras still agrees."""
+    from tests.importers.keras.helpers import check
+    from tests.importers.keras.test_applications import _feeds
+    from tests.importers.keras.test_applications import build as build_application
+
+    model = build_application(k3, name, **kwargs)
+    path = save(model, str(model_dir / f"{name}_per_layer.keras"))
+    out = check(model, path, _feeds(model), extra={"keras_layout": "per_layer"})
+    ops = [n.op_type for n in onnx.load(out).graph.node]
+    assert ops.count("Transpose") == 1
