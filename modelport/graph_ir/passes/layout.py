@@ -630,6 +630,7 @@ class TransposePushPass(ir.passes.InPlacePass):
             reshapes = [use for use in y.uses() if _plain_reshape_use(use)]
             for use in reshapes:  # Reshape(Transpose(x)) = Reshape(x) when bytes keep order
                 use.node.replace_input_with(use.idx, x)
+                self.drop_noop_reshape(use.node)
             if reshapes:
                 self.remove_if_dead(node)
                 return True
@@ -781,6 +782,16 @@ class TransposePushPass(ir.passes.InPlacePass):
         self.remove_if_dead(reshape)
         return True
 
+    def drop_noop_reshape(self, node: ir.Node) -> None:
+        """Remove a Reshape whose input already has the target shape."""
+        target = _const(node.inputs[1])
+        out = node.outputs[0]
+        if target is None or out.is_graph_output() \
+                or not _matches(node.inputs[0].shape, [int(t) for t in target.reshape(-1)]):
+            return
+        self.replace_output(out, node.inputs[0])
+        self.graph.remove(node, safe=True)
+
     def merge_transpose_consumers(self, node: ir.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
         perm = _perm_of(node)
@@ -897,6 +908,7 @@ class TransposePushPass(ir.passes.InPlacePass):
                 u.node.op_type != "Transpose" or _perm_of(u.node) is None)]
             for use in reshapes:
                 use.node.replace_input_with(use.idx, new)
+                self.drop_noop_reshape(use.node)
             for use in users:
                 if use in plain or use in reshapes:
                     continue
