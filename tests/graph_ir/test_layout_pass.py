@@ -450,3 +450,22 @@ def test_consumer_inside_a_subgraph_is_left_alone(tmp_path):
     for cond in (True, False):
         feeds = {"x": x, "cond": np.array(cond)}
         assert_close(run_onnx(b, feeds)["y"], run_onnx(a, feeds)["y"])
+
+
+def test_partial_push_is_planned_on_its_own(tmp_path):
+    # Found by the property test: v0 feeds Relu and two Adds that feed each other; pushing
+    # the Transpose into the last Add alone must not assume the first one moved too.
+    p = [0, 2, 1]
+    nodes = [
+        T("x", "v0", p), helper.make_node("Relu", ["v0"], ["v1"]),
+        helper.make_node("Softmax", ["v1"], ["v2"], axis=0),
+        helper.make_node("Clip", ["v2", "lo", "hi"], ["v3"]),
+        helper.make_node("Add", ["v3", "v0"], ["v4"]),
+        helper.make_node("Add", ["v4", "v0"], ["v5"]),
+        T("v5", "y", p),
+    ]
+    proto = make_model(nodes, [f32("x", [4, 4, 4])], [f32("y", [4, 4, 4])],
+                       [init("lo", np.float32(-0.3)), init("hi", np.float32(0.6))])
+    for level in (None, 1):
+        _, after = run_pass(proto, level)
+        assert_same_outputs(proto, after, tmp_path)

@@ -115,7 +115,7 @@ def count(model_proto, op="Transpose"):
     return sum(n.op_type == op for n in model_proto.graph.node)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=200, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chains(), st.sampled_from([1, 2]))
 def test_random_chains_keep_their_outputs(tmp_path, chain, level):

@@ -665,14 +665,16 @@ class TransposePushPass(ir.passes.InPlacePass):
             if everyone:
                 for plan in group_plans.values():
                     self.score_outputs(plan, planner.group)
-                plans = group_plans
             planner.group = {}
-        everyone = everyone and len(plans) == len(others)
+        else:
+            group_plans = plans
+        everyone = everyone and len(group_plans) == len(others)
         if everyone:
             order = {id(n): i for i, n in enumerate(self.graph)}
             others.sort(key=lambda n: order[id(n)])
-            total = -1 + sum(p.cost for p in plans.values())
-            inserted = any(p.inserted for p in plans.values())
+            # (group_plans are estimates only; each consumer is planned again when applied)
+            total = -1 + sum(p.cost for p in group_plans.values())
+            inserted = any(p.inserted for p in group_plans.values())
             # A count-neutral move only goes downstream, and never takes a Transpose away
             # from a graph input (where pull_to_input puts it).
             if total < 0 or (total == 0 and not inserted and not x.is_graph_input()):
