@@ -1,6 +1,7 @@
 """Property test for the layout pass: random small chains of Transpose, element-wise ops (with
-broadcast constants and two-branch operands), Concat and reductions keep their outputs through
-the whole optimiser at -O1 and -O2, and never gain a Transpose."""
+broadcast constants and two-branch operands), Concat, reductions, Softmax, Pad, Slice, Split and
+Unsqueeze/Squeeze keep their outputs through the whole optimiser at -O1 and -O2, and never gain
+a Transpose."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.conftest import f32, init, make_model
 from tests.oracles import assert_close, run_onnx
 
 STEPS = ("transpose", "relu", "sigmoid", "add_const", "mul_const", "binary", "concat",
-         "reduce", "softmax", "clip")
+         "reduce", "softmax", "clip", "pad", "slice", "split", "unsqueeze")
 
 
 @st.composite
@@ -80,6 +81,46 @@ def build(shape, steps, seed, opset):
             nodes.append(helper.make_node("Concat", [cur, cur], [out], axis=axis))
             cur_shape = list(cur_shape)
             cur_shape[axis] *= 2
+        elif step == "pad":
+            pads = [int(v) for v in rng.integers(0, 2, 2 * rank)]
+            pname = f"pads{k}"
+            inits.append(init(pname, np.array(pads, np.int64)))
+            nodes.append(helper.make_node("Pad", [cur, pname], [out]))
+            cur_shape = [d + pads[i] + pads[i + rank] for i, d in enumerate(cur_shape)]
+        elif step == "slice":
+            axis = int(rng.integers(0, rank))
+            if cur_shape[axis] < 2:
+                nodes.append(helper.make_node("Neg", [cur], [out]))
+            else:
+                names = [f"{what}{k}" for what in ("st", "en", "ax")]
+                for name, v in zip(names, (1, cur_shape[axis], axis - rank)):
+                    inits.append(init(name, np.array([v], np.int64)))
+                nodes.append(helper.make_node("Slice", [cur, *names], [out]))
+                cur_shape = list(cur_shape)
+                cur_shape[axis] -= 1
+        elif step == "split" and max(cur_shape) < 2:
+            nodes.append(helper.make_node("Neg", [cur], [out]))
+        elif step == "split":
+            axis = max(range(rank), key=lambda i: (cur_shape[i] >= 2, rng.random()))
+            a, b = f"sa{k}", f"sb{k}"
+            nodes.append(helper.make_node("Split", [cur], [a, b], axis=axis, num_outputs=2)
+                         if opset >= 18 else helper.make_node("Split", [cur, f"sz{k}"], [a, b],
+                                                               axis=axis))
+            if opset < 18:
+                half = cur_shape[axis] // 2
+                inits.append(init(f"sz{k}", np.array([half, cur_shape[axis] - half], np.int64)))
+            # Both halves meet again (swapped): the shape is kept.
+            nodes.append(helper.make_node("Concat", [b, a], [out], axis=axis))
+        elif step == "unsqueeze":
+            if rank >= 5:
+                nodes.append(helper.make_node("Relu", [cur], [out]))
+            else:
+                axis = int(rng.integers(0, rank + 1))
+                aname, mid = f"ua{k}", f"u{k}"
+                inits.append(init(aname, np.array([axis], np.int64)))
+                nodes.append(helper.make_node("Unsqueeze", [cur, aname], [mid]))
+                nodes.append(helper.make_node("Sigmoid", [mid], [f"us{k}"]))
+                nodes.append(helper.make_node("Squeeze", [f"us{k}", aname], [out]))
         elif step == "softmax":
             axis = int(rng.integers(0, rank))
             nodes.append(helper.make_node("Softmax", [cur], [out], axis=axis))
