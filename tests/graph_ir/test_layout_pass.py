@@ -469,3 +469,17 @@ def test_partial_push_is_planned_on_its_own(tmp_path):
     for level in (None, 1):
         _, after = run_pass(proto, level)
         assert_same_outputs(proto, after, tmp_path)
+
+
+def test_onnx_input_converted_with_the_default_level(tmp_path):
+    """An ONNX file from another exporter goes through the pass too (modelport convert, -O1)."""
+    from modelport.convert.pipeline import convert
+
+    middle, out_shape, inits = CASES["add_channel_constant"]
+    proto = sandwich(middle, out_shape, inits)
+    src, dst = tmp_path / "tf_style.onnx", tmp_path / "converted.onnx"
+    onnx.save(proto, src)
+    convert(src, dst)
+    converted = onnx.load(dst)
+    assert [n.op_type for n in converted.graph.node].count("Transpose") == 1
+    assert_same_outputs(proto, converted, tmp_path)
