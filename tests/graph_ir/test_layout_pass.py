@@ -483,3 +483,34 @@ def test_onnx_input_converted_with_the_default_level(tmp_path):
     converted = onnx.load(dst)
     assert [n.op_type for n in converted.graph.node].count("Transpose") == 1
     assert_same_outputs(proto, converted, tmp_path)
+
+
+def test_reshapes_that_move_size_1_axes_cancel_like_transposes(tmp_path):
+    # Squeeze-excite as the Keras importer writes it per layer: (N,C,1,1) → Reshape (N,1,1,C)
+    # → Relu → Reshape (N,C,1,1): the two Reshapes are inverse Transposes in disguise.
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["g"], axes=[2, 3]),
+        helper.make_node("Reshape", ["g", "to_cl"], ["g_cl"]),
+        helper.make_node("Relu", ["g_cl"], ["r"]),
+        helper.make_node("Reshape", ["r", "to_cf"], ["r_cf"]),
+        helper.make_node("Mul", ["x", "r_cf"], ["y"]),
+    ]
+    proto = make_model(nodes, [f32("x", [2, 3, 4, 5])], [f32("y", [2, 3, 4, 5])],
+                       [init("to_cl", np.array([-1, 1, 1, 3], np.int64)),
+                        init("to_cf", np.array([-1, 3, 1, 1], np.int64))])
+    for name, shape in (("g", [2, 3, 1, 1]), ("g_cl", [2, 1, 1, 3]), ("r", [2, 1, 1, 3]),
+                        ("r_cf", [2, 3, 1, 1])):
+        proto.graph.value_info.append(f32(name, shape))
+    model, after = run_pass(proto)
+    assert ops(model) == ["ReduceMean", "Relu", "Mul"]
+    assert_same_outputs(proto, after, tmp_path)
+
+
+def test_a_lone_transpose_of_size_1_axes_becomes_a_reshape(tmp_path):
+    nodes = [helper.make_node("ReduceMean", ["x"], ["g"], axes=[1, 2]), T("g", "t", CF),
+             helper.make_node("Conv", ["t", "w"], ["y"])]
+    proto = make_model(nodes, [f32("x", X)], [f32("y", [2, 4, 1, 1])], [init("w", arr(4, 3, 1, 1))])
+    proto.graph.value_info.append(f32("g", [2, 1, 1, 3]))
+    model, after = run_pass(proto)
+    assert ops(model) == ["ReduceMean", "Reshape", "Conv"]
+    assert_same_outputs(proto, after, tmp_path)

@@ -198,6 +198,45 @@ def _plain_reshape_use(use) -> bool:
     return target is not None and not (target == 0).any()
 
 
+def _reshape_as_perm(node: ir.Node) -> Perm | None:
+    """The permutation a Reshape amounts to when it only moves size-1 axes, else None."""
+    if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2 \
+            or node.inputs[0] is None:
+        return None
+    target = _const(node.inputs[1])
+    src, dst = node.inputs[0].shape, node.outputs[0].shape
+    if target is None or (target == 0).any() or src is None or dst is None \
+            or len(src) != len(dst) or target.size != len(dst):
+        return None
+
+    def one(d) -> bool:
+        return isinstance(d, int) and d == 1
+
+    src_big = [i for i, d in enumerate(src.dims) if not one(d)]
+    dst_big = [j for j, d in enumerate(dst.dims) if not one(d)]
+    if len(src_big) != len(dst_big):
+        return None
+    unknown = 0
+    for i, j in zip(src_big, dst_big):
+        a, b = src.dims[i], dst.dims[j]
+        if isinstance(a, int) and isinstance(b, int):
+            if a != b:
+                return None
+        elif int(target[j]) == -1:
+            unknown += 1  # the -1 takes what the other dims leave: the same dim
+        else:
+            return None
+    if unknown > 1:
+        return None
+    perm = [0] * len(dst)
+    for i, j in zip(src_big, dst_big):
+        perm[j] = i
+    for i, j in zip([i for i in range(len(src)) if one(src.dims[i])],
+                    [j for j in range(len(dst)) if one(dst.dims[j])]):
+        perm[j] = i
+    return None if _is_identity(perm) else tuple(perm)
+
+
 def _producer_transpose(value: ir.Value) -> ir.Node | None:
     node = value.producer()
     if node is None or node.op_type != "Transpose" or node.domain not in ("", "ai.onnx"):
@@ -533,6 +572,10 @@ class _Planner:
         return plan
 
 
+# Ops a Transpose is pulled up through on its way to the graph input: those that keep the
+# tensor's size (more or less), so the Transpose does not get more expensive.
+_PULL_THROUGH = UNARY | SCALAR_EXTRA_INPUTS | BROADCAST | {"Pad"}
+
 _HANDLERS: dict[str, Callable[[_Planner, ir.Node], _Plan | None]] = {
     "Concat": _Planner.concat,
     "Split": _Planner.split,
@@ -560,6 +603,13 @@ class TransposePushPass(ir.passes.InPlacePass):
             self.names.update(v.name for v in node.outputs if v.name)
         self.counter = 0
         modified = False
+        # Reshapes that only move size-1 axes are Transposes: they move and cancel like them
+        # (importers write squeeze-excite vectors so); what stays becomes a Reshape again.
+        virtual = set()
+        for node in list(self.graph):
+            perm = _reshape_as_perm(node)
+            if perm is not None:
+                virtual.add(id(self.replace_by_transpose(node, perm)))
         for _ in range(self.max_sweeps):
             changed = False
             for node in list(self.graph):
@@ -569,7 +619,42 @@ class TransposePushPass(ir.passes.InPlacePass):
             modified |= changed
             if not changed:
                 break
+        for node in list(self.graph):
+            if node.op_type == "Transpose" and node.domain in ("", "ai.onnx"):
+                if self.replace_by_reshape(node) and id(node) not in virtual:
+                    modified = True
         return ir.passes.PassResult(model, modified)
+
+    def replace_by_transpose(self, node: ir.Node, perm: Perm) -> ir.Node:
+        t = self.transpose(node.inputs[0], perm, None, node)
+        self.graph.insert_before(node, t)
+        self.rename_onto(node.outputs[0], t.outputs[0])
+        t.outputs[0].shape = node.outputs[0].shape
+        self.replace_output(node.outputs[0], t.outputs[0])
+        self.graph.remove(node, safe=True)
+        return t
+
+    def replace_by_reshape(self, node: ir.Node) -> bool:
+        """A Transpose that only moves size-1 axes becomes a Reshape (no data moves)."""
+        x, y = node.inputs[0], node.outputs[0]
+        perm = _perm_of(node)
+        if x is None or perm is None or not _order_kept(x.shape, perm):
+            return False
+        target = _reshape_target(x.shape, perm)
+        if target is None:
+            return False
+        shape = ir.Value(name=self.fresh(f"{y.name}_shape"), shape=ir.Shape([target.size]),
+                         type=ir.TensorType(ir.DataType.INT64), const_value=ir.tensor(target))
+        self.graph.register_initializer(shape)
+        out = ir.Value(name=self.fresh(y.name), type=y.type, shape=y.shape)
+        reshape = ir.Node("", "Reshape", [x, shape], outputs=[out],
+                          name=self.fresh(node.name or "Reshape"),
+                          metadata_props=dict(node.metadata_props))
+        self.graph.insert_before(node, reshape)
+        self.rename_onto(y, out)
+        self.replace_output(y, out)
+        self.graph.remove(node, safe=True)
+        return True
 
     # helpers ------------------------------------------------------------------------------
     def fresh(self, base: str | None) -> str:
@@ -707,8 +792,8 @@ class TransposePushPass(ir.passes.InPlacePass):
         (normalisation, padding): the count is unchanged, the graph's interface too, and the
         ops it passes can then fuse with what follows (Pad into Conv)."""
         y = node.outputs[0]
-        if y.is_graph_output():
-            return False
+        if y.is_graph_output() or _order_kept(node.inputs[0].shape, perm):
+            return False  # (one that only moves size-1 axes ends as a Reshape where it is)
         value, user = node.inputs[0], node
         inverse = tuple(invert(list(perm)))
         while not value.is_graph_input():
@@ -717,7 +802,8 @@ class TransposePushPass(ir.passes.InPlacePass):
                     or any(use.node is not user for use in value.uses()):
                 return False
             data = [v for v in producer.inputs if v is not None and _const_tensor(v) is None]
-            if len(data) != 1 or producer.inputs[0] is not data[0] \
+            if producer.op_type not in _PULL_THROUGH or producer.domain not in ("", "ai.onnx") \
+                    or len(data) != 1 or producer.inputs[0] is not data[0] \
                     or _rank(data[0]) not in (None, len(perm)):
                 return False
             # The move below must be possible at every step: plan it (with a stand-in value).
