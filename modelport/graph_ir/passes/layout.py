@@ -32,8 +32,11 @@ Two more moves that keep the count and help what follows:
 - a Transpose left in front of a layout-sensitive op is pulled up to the graph input when the
   ops in between are single-consumer ops of one data input with constant operands
   (normalisation, padding), so that a Pad meets the Conv it can be absorbed into;
-- ``Transpose(Reshape(s, t))`` that only moves size-1 axes keeps the bytes in order: it becomes
-  ``Reshape(s, t permuted)``, or ``s`` itself when that already has the shape.
+- a Transpose that only moves size-1 axes keeps the bytes in order, so it is a Reshape: on
+  ``Reshape(s, t)`` it becomes ``Reshape(s, t permuted)`` (or ``s`` when that has the shape
+  already), a Reshape consumer takes its input directly, an operand that would need such a
+  Transpose gets a Reshape; conversely a Reshape that only moves size-1 axes is handled as a
+  Transpose during the pass, and whatever such Transposes stand at the end become Reshapes.
 
 Safety rules:
 
