@@ -514,3 +514,14 @@ def test_a_lone_transpose_of_size_1_axes_becomes_a_reshape(tmp_path):
     model, after = run_pass(proto)
     assert ops(model) == ["ReduceMean", "Reshape", "Conv"]
     assert_same_outputs(proto, after, tmp_path)
+
+
+def test_new_nodes_never_take_a_name_already_used():
+    # The pass runs once per pass-manager round: node names made by an earlier run (or by
+    # anyone) are taken, even where no value has that name.
+    nodes = [helper.make_node("Relu", [f"r{i}" if i else "x"], [f"r{i + 1}"],
+                              name=f"Transpose_nchw{i + 1}") for i in range(8)]
+    nodes += [T("r8", "t", CF, name="T"), helper.make_node("Sigmoid", ["t"], ["y"])]
+    proto = make_model(nodes, [f32("x", X)], [f32("y", [2, 3, 4, 5])])
+    model, _ = run_pass(proto)  # validate() checks that node names are unique
+    assert ops(model)[-2:] == ["Sigmoid", "Transpose"]

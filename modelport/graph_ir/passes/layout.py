@@ -602,8 +602,10 @@ class TransposePushPass(ir.passes.InPlacePass):
         self.graph = model.graph
         self.opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 17))
         self.names = {v.name for v in self.graph.inputs} | set(self.graph.initializers)
-        for node in self.graph:
+        for node in self.graph.all_nodes():  # value and node names, subgraphs included
             self.names.update(v.name for v in node.outputs if v.name)
+            if node.name:
+                self.names.add(node.name)
         self.counter = 0
         modified = False
         # Reshapes that only move size-1 axes are Transposes: they move and cancel like them
