@@ -312,6 +312,12 @@ class Walker:
                     self.ctx.args = [resolve(a) for a in call.nested] \
                         if call.nested is not None else args
                     outs = self.translate(layers_cache[layer.name], layer, args, kwargs)
+                if self.options.extra.get("keras_layout") == "per_layer":
+                    # Every layer hands on its results in Keras' own (channels-last) order:
+                    # a Transpose pair around each layout-sensitive layer, as TensorFlow-style
+                    # importers emit, left to the layout pass (graph_ir/passes/layout.py).
+                    outs = [self.ctx.as_logical(t) if t.perm is not None or t.fperm is not None
+                            else t for t in outs]
                 self._record_returns("/".join(path), outs)
                 # Keras 2 counts a nested model's own construction as its node 0.
                 node = ci + 1 if layer.class_name in MODEL_CLASSES and self.keras2 else ci
