@@ -1,0 +1,382 @@
+"""Symbolic shape arithmetic: folds the shape-vector chains of dynamic-batch exports.
+
+Exporters of dynamic-shape graphs compute reshape targets at run time::
+
+    s = Shape(x)                      # [batch, 2, 7, 8]
+    t = Concat(Slice(s, 0, 2), [8], [7])
+    y = Reshape(z, t)
+
+Each element of such an int64 vector is tracked as a known integer, as "dimension i of tensor
+v" (the same key for two dims that carry one symbolic name) or as unknown. With that:
+
+- a vector whose elements are all known integers becomes an initializer (the chain is dead);
+- ``Reshape(x, t)`` with a computed ``t`` gets a constant target: known integers stay, an
+  element equal to ``x``'s own dimension at that position becomes ``0`` (copy), and at most
+  one other element becomes ``-1``;
+- ``Expand(x, t)`` that only restates ``x``'s shape is removed;
+- a chain of Reshape/Squeeze/Unsqueeze/Flatten whose intermediate results have no other use
+  becomes one Reshape built from the final output's shape the same way, and a Reshape
+  whose target restates its input's shape is removed.
+
+The onnxscript constant folder already folds vectors that shape inference made fully static;
+this pass adds the partially-dynamic cases onnxslim and onnxsim handle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+# An element: int (known), a hashable key (a symbolic dimension), or None (unknown).
+_MAX_LEN = 64
+_INT_TYPES = (ir.DataType.INT64, ir.DataType.INT32)
+_RESHAPE_LIKE = {"Reshape", "Squeeze", "Unsqueeze", "Flatten"}
+
+
+def dim_key(value: ir.Value, i: int):
+    """The element that stands for dimension ``i`` of ``value``."""
+    shape = value.shape
+    if shape is not None and 0 <= i < len(shape):
+        d = shape[i]
+        if isinstance(d, int):
+            return d
+        if d.value is not None:
+            return ("sym", d.value)
+    return ("dim", id(value), i)
+
+
+class _Vec:
+    """A symbolic int vector (or scalar)."""
+
+    __slots__ = ("elems", "scalar")
+
+    def __init__(self, elems: list, scalar: bool = False) -> None:
+        self.elems = elems
+        self.scalar = scalar
+
+    def static(self) -> bool:
+        return all(isinstance(e, int) for e in self.elems)
+
+
+def _const_ints(value: ir.Value | None) -> np.ndarray | None:
+    if value is None or value.const_value is None:
+        return None
+    if value.const_value.dtype not in _INT_TYPES or value.const_value.size > _MAX_LEN:
+        return None
+    return value.const_value.numpy()
+
+
+class _Analysis:
+    def __init__(self) -> None:
+        self.vecs: dict[int, _Vec] = {}
+        self.keep: list[ir.Value] = []  # keeps ids stable while the analysis lives
+
+    def get(self, value: ir.Value | None) -> _Vec | None:
+        if value is None:
+            return None
+        arr = _const_ints(value)
+        if arr is not None and arr.ndim <= 1:
+            return _Vec([int(v) for v in arr.reshape(-1)], arr.ndim == 0)
+        return self.vecs.get(id(value))
+
+    def set(self, value: ir.Value, vec: _Vec) -> None:
+        if len(vec.elems) <= _MAX_LEN:
+            self.vecs[id(value)] = vec
+            self.keep.append(value)
+
+    def visit(self, node: ir.Node) -> None:
+        if node.domain not in ("", "ai.onnx") or not node.outputs:
+            return
+        handler = getattr(self, "_" + node.op_type, None)
+        if handler is None:
+            return
+        vec = handler(node)
+        if vec is not None:
+            self.set(node.outputs[0], vec)
+
+    # -- handlers: each returns the output's _Vec or None ----------------------------------
+
+    def _Shape(self, node):
+        x = node.inputs[0]
+        if x is None or x.shape is None:
+            return None
+        rank = len(x.shape)
+        start = node.attributes.get_int("start", 0)
+        end = node.attributes.get_int("end", rank)
+        return _Vec([dim_key(x, i) for i in range(rank)][start:end])
+
+    def _Identity(self, node):
+        return self.get(node.inputs[0])
+
+    def _Cast(self, node):
+        if node.attributes.get_int("to", 0) not in (int(t) for t in _INT_TYPES):
+            return None
+        return self.get(node.inputs[0])
+
+    def _Gather(self, node):
+        data, idx = self.get(node.inputs[0]), _const_ints(node.inputs[1])
+        if data is None or data.scalar or idx is None or node.attributes.get_int("axis", 0):
+            return None
+        n = len(data.elems)
+        if any(not -n <= i < n for i in idx.reshape(-1)):
+            return None
+        picked = [data.elems[int(i)] for i in idx.reshape(-1)]
+        return _Vec(picked, idx.ndim == 0) if idx.ndim <= 1 else None
+
+    def _Slice(self, node):
+        data = self.get(node.inputs[0])
+        if data is None or data.scalar or len(node.inputs) < 3:
+            return None
+        inputs = list(node.inputs) + [None] * (5 - len(node.inputs))
+        starts, ends = _const_ints(inputs[1]), _const_ints(inputs[2])
+        axes = np.array([0]) if inputs[3] is None else _const_ints(inputs[3])
+        steps = np.array([1]) if inputs[4] is None else _const_ints(inputs[4])
+        if any(a is None or a.size != 1 for a in (starts, ends, axes, steps)):
+            return None
+        if int(axes.reshape(-1)[0]) not in (0, -1) or int(steps.reshape(-1)[0]) == 0:
+            return None
+        s, e, st = (int(a.reshape(-1)[0]) for a in (starts, ends, steps))
+        return _Vec(data.elems[slice(s, e, st)])
+
+    def _Concat(self, node):
+        parts = [self.get(v) for v in node.inputs]
+        if any(p is None or p.scalar for p in parts):
+            return None
+        return _Vec([e for p in parts for e in p.elems])
+
+    def _Unsqueeze(self, node):
+        data = self.get(node.inputs[0])
+        axes = _const_ints(node.inputs[1]) if len(node.inputs) > 1 else None
+        if axes is None and "axes" in node.attributes:
+            axes = np.array(node.attributes["axes"].as_ints())
+        if data is None or not data.scalar or axes is None or list(axes.reshape(-1)) not in (
+                [0], [-1]):
+            return None
+        return _Vec(list(data.elems))
+
+    def _Squeeze(self, node):
+        data = self.get(node.inputs[0])
+        if data is None or data.scalar or len(data.elems) != 1:
+            return None
+        return _Vec(list(data.elems), scalar=True)
+
+    def _Reshape(self, node):
+        data, shape = self.get(node.inputs[0]), _const_ints(node.inputs[1])
+        if data is None or shape is None:
+            return None
+        if shape.size == 0 and len(data.elems) == 1:
+            return _Vec(list(data.elems), scalar=True)
+        if shape.size == 1 and int(shape[0]) in (-1, len(data.elems)):
+            return _Vec(list(data.elems))
+        return None
+
+    def _binary(self, node, fn, neutral_right, neutral_left=None):
+        a, b = self.get(node.inputs[0]), self.get(node.inputs[1])
+        if a is None or b is None:
+            return None
+        la, lb = len(a.elems), len(b.elems)
+        if la != lb and 1 not in (la, lb):
+            return None
+        out = []
+        for i in range(max(la, lb)):
+            x, y = a.elems[i if la > 1 else 0], b.elems[i if lb > 1 else 0]
+            if isinstance(x, int) and isinstance(y, int):
+                try:
+                    out.append(int(fn(x, y)))
+                except ZeroDivisionError:
+                    return None
+            elif y == neutral_right and x is not None:
+                out.append(x)
+            elif neutral_left is not None and x == neutral_left and y is not None:
+                out.append(y)
+            else:
+                out.append(None)
+        return _Vec(out, a.scalar and b.scalar)
+
+    def _Add(self, node):
+        return self._binary(node, lambda x, y: x + y, 0, 0)
+
+    def _Sub(self, node):
+        return self._binary(node, lambda x, y: x - y, 0)
+
+    def _Mul(self, node):
+        return self._binary(node, lambda x, y: x * y, 1, 1)
+
+    def _Div(self, node):
+        # ONNX integer Div truncates toward zero
+        return self._binary(node, _trunc_div, 1)
+
+
+def _trunc_div(x: int, y: int) -> int:
+    q = abs(x) // abs(y)
+    return q if (x >= 0) == (y >= 0) else -q
+
+
+def reshape_target(x: ir.Value, elems: list) -> list[int] | None:
+    """A constant Reshape target (allowzero=0) for ``x`` that yields ``elems``, or None."""
+    if x.shape is None:
+        return None
+    target: list[int] = []
+    unknown = 0
+    for i, e in enumerate(elems):
+        if isinstance(e, int) and e > 0:
+            target.append(e)
+        elif e is not None and not isinstance(e, int) and i < len(x.shape) and dim_key(x, i) == e:
+            target.append(0)
+        elif e == -1 or e is None or not isinstance(e, int):
+            target.append(-1)
+            unknown += 1
+        else:  # a literal 0 would mean "copy": only right if x's dim is 0 too
+            return None
+    return target if unknown <= 1 else None
+
+
+def is_identity_reshape(x: ir.Value, target: list[int]) -> bool:
+    if x.shape is None or len(x.shape) != len(target):
+        return False
+    free = 0
+    for i, t in enumerate(target):
+        if t == 0:
+            continue
+        if t == -1:
+            free += 1
+        elif x.shape[i] != t:
+            return False
+    return free <= 1
+
+
+def _initializer(graph: ir.Graph, like: ir.Value, data: list[int], dtype=np.int64) -> ir.Value:
+    base = f"{like.name or 'shape'}_folded"
+    name, k = base, 1
+    while name in graph.initializers:
+        name, k = f"{base}_{k}", k + 1
+    value = ir.Value(name=name, const_value=ir.tensor(np.array(data, dtype=dtype), name=name))
+    graph.register_initializer(value)
+    return value
+
+
+def _replace(old: ir.Value, new: ir.Value) -> bool:
+    if old.is_graph_output():
+        return False
+    old.replace_all_uses_with(new)
+    return True
+
+
+class SymbolicShapePass(ir.passes.InPlacePass):
+    """Folds shape-vector arithmetic and simplifies Reshape/Expand chains (see module doc)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewrites = 0
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        self.rewrites = 0
+        graph = model.graph
+        analysis = _Analysis()
+        for node in list(graph):
+            analysis.visit(node)
+            if node.graph is None:
+                continue
+            self._fold_vector(graph, node, analysis)
+            if node.op_type == "Reshape" and node.domain in ("", "ai.onnx"):
+                self._reshape(graph, node, analysis)
+            elif node.op_type == "Expand" and node.domain in ("", "ai.onnx"):
+                self._expand(node, analysis)
+        for node in list(graph):
+            if node.graph is not None and node.op_type in _RESHAPE_LIKE and node.domain in (
+                    "", "ai.onnx"):
+                self._chain(graph, node)
+        return ir.passes.PassResult(model, self.rewrites > 0)
+
+    def _fold_vector(self, graph, node, analysis) -> None:
+        if node.op_type == "Constant" or len(node.outputs) != 1:
+            return
+        out = node.outputs[0]
+        if out.const_value is not None or out.dtype not in _INT_TYPES or not out.uses():
+            return
+        vec = analysis.get(out)
+        if vec is None or not vec.static():
+            return
+        dtype = np.int64 if out.dtype == ir.DataType.INT64 else np.int32
+        data = vec.elems[0] if vec.scalar else vec.elems
+        new = _initializer(graph, out, data, dtype)
+        new.shape = ir.Shape([] if vec.scalar else [len(vec.elems)])
+        new.dtype = out.dtype
+        if _replace(out, new):
+            self.rewrites += 1
+
+    def _reshape(self, graph, node, analysis) -> None:
+        if len(node.inputs) < 2 or node.inputs[1] is None or node.inputs[1].const_value is not None:
+            return
+        x = node.inputs[0]
+        vec = analysis.get(node.inputs[1])
+        if x is None or vec is None or vec.scalar:
+            return
+        allowzero = node.attributes.get_int("allowzero", 0)
+        if allowzero and any(e == 0 for e in vec.elems):
+            return
+        target = reshape_target(x, vec.elems)
+        if target is None:
+            return
+        node.replace_input_with(1, _initializer(graph, node.inputs[1], target))
+        if allowzero:
+            node.attributes["allowzero"] = ir.AttrInt64("allowzero", 0)
+        self.rewrites += 1
+
+    def _expand(self, node, analysis) -> None:
+        x, vec = node.inputs[0], analysis.get(node.inputs[1])
+        if x is None or x.shape is None or vec is None or len(vec.elems) > len(x.shape):
+            return
+        rank = len(x.shape)
+        offset = rank - len(vec.elems)
+        for j, e in enumerate(vec.elems):
+            if e == 1:
+                continue
+            if e is None or e != dim_key(x, offset + j):
+                return
+        if x.dtype == node.outputs[0].dtype and _replace(node.outputs[0], x):
+            self.rewrites += 1
+
+    def _chain(self, graph, node) -> None:
+        out = node.outputs[0]
+        if out.shape is None:
+            return
+        first = node
+        while True:
+            src = first.inputs[0]
+            prev = src.producer() if src is not None else None
+            if (prev is None or prev.op_type not in _RESHAPE_LIKE or prev.domain not in ("", "ai.onnx")
+                    or len(src.uses()) != 1 or src.is_graph_output()):
+                break
+            first = prev
+        x = first.inputs[0]
+        if x is None or x.shape is None:
+            return
+        elems = [dim_key(out, i) for i in range(len(out.shape))]
+        target = reshape_target(x, elems)
+        if target is None:
+            return
+        if is_identity_reshape(x, target):
+            if _replace(out, x):
+                self.rewrites += 1
+            return
+        if first is node:
+            return  # a single reshape-like node: nothing to merge
+        shape = _initializer(graph, out, target)
+        new = ir.node("Reshape", [x, shape], num_outputs=1)
+        new.outputs[0].shape = out.shape
+        new.outputs[0].dtype = out.dtype
+        new.outputs[0].name = (out.name or "reshaped") + "_merged"
+        graph.insert_before(node, new)
+        if _replace(out, new.outputs[0]):
+            self.rewrites += 1
+        else:
+            graph.remove(new)
+
+
+from modelport.graph_ir.passes.manager import register_pass  # noqa: E402
+
+
+@register_pass(2, "symbolic-shapes")
+def symbolic_shape_pass() -> ir.passes.PassBase:
+    return SymbolicShapePass()
