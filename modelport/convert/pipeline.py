@@ -77,6 +77,9 @@ class ConvertResult:
     nodes_exported: int
     seconds: dict[str, float]
     report: Any = None  # VerifyReport when verification ran
+    # OptimizeReport.to_dict(): level, rounds, node counts, and per pass the nodes it removed
+    # or added and the rewrites it made
+    optimization: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -121,7 +124,7 @@ def convert(
 
     t = time.perf_counter()
     progress.stage(f"optimizing (-O{level})")
-    optimize(model, level)
+    optimization = optimize(model, level).to_dict()
     validate(model)
     seconds["optimize"] = time.perf_counter() - t
     trt = None
@@ -149,6 +152,7 @@ def convert(
         source=source, format=spec.name, output=output, bytes=result.bytes, opset=result.opset,
         external_data=result.external_data, nodes_imported=imported,
         nodes_exported=sum(1 for _ in model.graph.all_nodes()), seconds=seconds,
+        optimization=optimization,
     )
     if verify:
         t = time.perf_counter()

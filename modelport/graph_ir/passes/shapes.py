@@ -255,9 +255,20 @@ def _initializer(graph: ir.Graph, like: ir.Value, data: list[int], dtype=np.int6
     return value
 
 
-def _replace(old: ir.Value, new: ir.Value) -> bool:
+def _replace(old: ir.Value, new: ir.Value, graph: ir.Graph | None = None) -> bool:
+    """Point the uses of ``old`` at ``new``. A graph output is handed over (name included)
+    only to a fresh value made by this pass (``graph`` given)."""
     if old.is_graph_output():
-        return False
+        if graph is None:
+            return False
+        name = old.name
+        for i, v in enumerate(graph.outputs):
+            if v is old:
+                graph.outputs[i] = new
+        old.replace_all_uses_with(new)
+        old.name = None
+        new.name = name
+        return True
     old.replace_all_uses_with(new)
     return True
 
@@ -368,10 +379,8 @@ class SymbolicShapePass(ir.passes.InPlacePass):
         new.outputs[0].dtype = out.dtype
         new.outputs[0].name = (out.name or "reshaped") + "_merged"
         graph.insert_before(node, new)
-        if _replace(out, new.outputs[0]):
-            self.rewrites += 1
-        else:
-            graph.remove(new)
+        _replace(out, new.outputs[0], graph)
+        self.rewrites += 1
 
 
 from modelport.graph_ir.passes.manager import register_pass  # noqa: E402
