@@ -369,3 +369,21 @@ def test_random_graphs_keep_their_outputs_through_the_pipeline(tmp_path, proto):
         out = tmp_path / f"o{level}.onnx"
         convert(src, out, level=level, force=True)
         assert_close(run_onnx(out, feeds)["y"], want, rtol=1e-4, atol=1e-5, name=f"-O{level}")
+
+
+# -- no-op elementwise ------------------------------------------------------------------------
+
+def test_zero_bias_and_unit_scale_vectors_are_removed_but_broadcasting_ones_stay(tmp_path):
+    nodes = [helper.make_node("Add", ["x", "zeros6"], ["a"]),
+             helper.make_node("Mul", ["ones16", "a"], ["b"]),
+             helper.make_node("Pad", ["b", "pads0"], ["c"]),
+             helper.make_node("Add", ["c", "zeros46"], ["y"])]  # broadcasts up: must stay
+    inits = [init("zeros6", np.zeros(6, np.float32)),
+             init("ones16", np.ones((1, 6), np.float32)),
+             init("pads0", np.zeros(4, i64)),
+             init("zeros46", np.zeros((5, 1, 6), np.float32))]
+    proto = make_model(nodes, [dyn("x", ["batch", 6])], [dyn("y", [5, "batch", 6])], inits,
+                       opset=18)
+    model = agree(tmp_path, proto)
+    assert ops(model) == ["Add"]
+    assert ops(optimized(proto, 1)[0]) == ["Add", "Mul", "Pad", "Add"]

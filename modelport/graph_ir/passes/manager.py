@@ -133,4 +133,10 @@ def _named(p: ir.passes.PassBase, name: str) -> ir.passes.PassBase:
 
 def _load_project_passes() -> None:
     """Import the modules whose passes register themselves (kept lazy: import costs time)."""
-    from modelport.graph_ir.passes import layout, patterns, recurrent, shapes  # noqa: F401
+    from modelport.graph_ir.passes import (  # noqa: F401
+        layout,
+        noops,
+        patterns,
+        recurrent,
+        shapes,
+    )
