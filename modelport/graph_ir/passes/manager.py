@@ -98,7 +98,7 @@ def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
         for p in inline_passes():
             _run(p, model, report)
         round_passes: list[ir.passes.PassBase] = [
-            *folding_passes(),
+            *folding_passes(level),
             *fusion_passes(level, model.opset_imports.get("")),
             *(_named(factory(), name) for lvl, name, factory in _REGISTERED if level >= lvl),
             *cleanup_passes(),

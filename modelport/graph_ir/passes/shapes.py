@@ -245,6 +245,26 @@ def is_identity_reshape(x: ir.Value, target: list[int]) -> bool:
     return free <= 1
 
 
+def _record_shape(value: ir.Value, elems: list) -> None:
+    """Give ``value`` the dims that the symbolic target names, where its shape lacks them
+    (shape inference cannot see through a target with -1 and a dynamic input)."""
+    old = value.shape
+    if old is not None and len(old) != len(elems):
+        return
+    dims = []
+    for i, e in enumerate(elems):
+        known = old[i] if old is not None else None
+        if isinstance(known, int) or (known is not None and known.value is not None):
+            dims.append(known)
+        elif isinstance(e, int) and e > 0:
+            dims.append(e)
+        elif isinstance(e, tuple) and e[0] == "sym":
+            dims.append(ir.SymbolicDim(e[1]))
+        else:
+            dims.append(known if known is not None else ir.SymbolicDim(None))
+    value.shape = ir.Shape(dims)
+
+
 def _initializer(graph: ir.Graph, like: ir.Value, data: list[int], dtype=np.int64) -> ir.Value:
     base = f"{like.name or 'shape'}_folded"
     name, k = base, 1
@@ -294,8 +314,11 @@ class SymbolicShapePass(ir.passes.InPlacePass):
             elif node.op_type == "Expand" and node.domain in ("", "ai.onnx"):
                 self._expand(node, analysis)
         for node in list(graph):
-            if node.graph is not None and node.op_type in _RESHAPE_LIKE and node.domain in (
-                    "", "ai.onnx"):
+            if node.graph is None or node.domain not in ("", "ai.onnx"):
+                continue
+            if node.op_type == "Reshape" and self._reshape_transpose_reshape(graph, node):
+                continue
+            if node.op_type in _RESHAPE_LIKE:
                 self._chain(graph, node)
         return ir.passes.PassResult(model, self.rewrites > 0)
 
@@ -332,6 +355,7 @@ class SymbolicShapePass(ir.passes.InPlacePass):
         node.replace_input_with(1, _initializer(graph, node.inputs[1], target))
         if allowzero:
             node.attributes["allowzero"] = ir.AttrInt64("allowzero", 0)
+        _record_shape(node.outputs[0], vec.elems)
         self.rewrites += 1
 
     def _expand(self, node, analysis) -> None:
@@ -347,6 +371,43 @@ class SymbolicShapePass(ir.passes.InPlacePass):
                 return
         if x.dtype == node.outputs[0].dtype and _replace(node.outputs[0], x):
             self.rewrites += 1
+
+    def _reshape_transpose_reshape(self, graph, node) -> bool:
+        """``Reshape(Transpose(Reshape(x)))`` where the first Reshape merges x's leading dims
+        into one, the Transpose keeps that merged axis first, and the last Reshape splits it
+        again: one Transpose of ``x`` (how exporters spell ``k.transpose(-2, -1)`` on 4-D)."""
+        y = node.outputs[0]
+        t = node.inputs[0]
+        tr = t.producer() if t is not None else None
+        if tr is None or tr.op_type != "Transpose" or tr.domain not in ("", "ai.onnx"):
+            return False
+        r = tr.inputs[0]
+        first = r.producer() if r is not None else None
+        if first is None or first.op_type != "Reshape" or first.domain not in ("", "ai.onnx"):
+            return False
+        x = first.inputs[0]
+        if any(v is None or v.shape is None for v in (x, r, y)) or "perm" not in tr.attributes:
+            return False
+        if len(t.uses()) != 1 or len(r.uses()) != 1 or t.is_graph_output() or r.is_graph_output():
+            return False
+        perm = list(tr.attributes["perm"].as_ints())
+        n, m = len(x.shape), len(r.shape)
+        k = n - m + 1
+        if k < 1 or len(perm) != m or perm[0] != 0 or len(y.shape) != n:
+            return False
+        if any(dim_key(r, j) != dim_key(x, k - 1 + j) for j in range(1, m)):
+            return False
+        new_perm = list(range(k)) + [k - 1 + p for p in perm[1:]]
+        if any(dim_key(y, i) != dim_key(x, new_perm[i]) for i in range(n)):
+            return False
+        new = ir.node("Transpose", [x], attributes={"perm": new_perm}, num_outputs=1)
+        new.outputs[0].shape = y.shape
+        new.outputs[0].dtype = y.dtype
+        new.outputs[0].name = (y.name or "transposed") + "_merged"
+        graph.insert_before(node, new)
+        _replace(y, new.outputs[0], graph)
+        self.rewrites += 1
+        return True
 
     def _chain(self, graph, node) -> None:
         out = node.outputs[0]
