@@ -264,7 +264,8 @@ def random_graph(draw):
 
     steps = draw(st.lists(st.sampled_from(
         ["flatten_dyn", "split_dyn", "transpose", "unsq_sq", "expand", "affine", "gelu", "ln",
-         "relu", "reshape_chain", "matmul"]), min_size=1, max_size=6))
+         "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt"]), min_size=1,
+        max_size=6))
     for step in steps:
         out = fresh()
         if step == "flatten_dyn" and len(shape) >= 2:
@@ -305,6 +306,24 @@ def random_graph(draw):
                       helper.make_node("Add", [m, const(np.float32(-0.25))], [out])]
         elif step == "relu":
             nodes.append(helper.make_node("Relu", [cur], [out]))
+        elif step == "zero_bias":
+            fill = draw(st.sampled_from([0.0, 1.0]))
+            op = "Add" if fill == 0.0 else "Mul"
+            nodes.append(helper.make_node(op, [cur, const(np.full(shape[-1:], fill,
+                                                                  np.float32))], [out]))
+        elif step == "attention_kt" and len(shape) >= 2:
+            # merge the leading dims, swap the last two, split the leading dims again
+            lead, a, b = shape[:-2], shape[-2], shape[-1]
+            s, bt, r, rt, t = fresh(), fresh(), fresh(), fresh(), fresh()
+            nodes += [helper.make_node("Shape", [cur], [s]),
+                      helper.make_node("Slice", [s, const(np.array([0], i64)),
+                                                 const(np.array([1], i64))], [bt]),
+                      helper.make_node("Reshape", [cur, const(np.array([-1, a, b], i64))], [r]),
+                      helper.make_node("Transpose", [r], [rt], perm=[0, 2, 1]),
+                      helper.make_node("Concat", [bt, const(np.array([*lead, b, a], i64))],
+                                       [t], axis=0),
+                      helper.make_node("Reshape", [rt, t], [out])]
+            shape = [*lead, b, a]
         elif step in ("gelu", "ln"):
             names = {}
 
@@ -387,3 +406,66 @@ def test_zero_bias_and_unit_scale_vectors_are_removed_but_broadcasting_ones_stay
     model = agree(tmp_path, proto)
     assert ops(model) == ["Add"]
     assert ops(optimized(proto, 1)[0]) == ["Add", "Mul", "Pad", "Add"]
+
+
+def test_reshape_transpose_reshape_of_merged_leading_dims_is_one_transpose(tmp_path):
+    """k.transpose(-2, -1) on [batch, heads, seq, dim] as torch exports it for attention."""
+    nodes = [
+        helper.make_node("Shape", ["k"], ["s"]),
+        helper.make_node("Slice", ["s", "zero", "one"], ["b"]),
+        helper.make_node("Reshape", ["k", "t1"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 1]),
+        helper.make_node("Concat", ["b", "tail"], ["t2"], axis=0),
+        helper.make_node("Reshape", ["rt", "t2"], ["y"]),
+    ]
+    inits = [init("zero", np.array([0], i64)), init("one", np.array([1], i64)),
+             init("t1", np.array([-1, 5, 4], i64)), init("tail", np.array([2, 4, 5], i64))]
+    proto = make_model(nodes, [dyn("k", ["batch", 2, 5, 4])], [dyn("y", ["batch", 2, 4, 5])],
+                       inits, opset=18)
+    model = agree(tmp_path, proto)
+    assert ops(model) == ["Transpose"]
+    assert list(next(iter(model.graph)).attributes["perm"].as_ints()) == [0, 1, 3, 2]
+
+
+@pytest.mark.parametrize("form", ["sizes", "num_outputs"])
+def test_split_of_a_constant_is_folded(tmp_path, form):
+    w = rng.standard_normal((6, 4)).astype(np.float32)
+    if form == "sizes":
+        split = helper.make_node("Split", ["w", "sizes"], ["w0", "w1"], axis=0)
+    else:
+        split = helper.make_node("Split", ["w"], ["w0", "w1"], axis=0, num_outputs=2)
+    nodes = [split, helper.make_node("Transpose", ["w1"], ["w1t"], perm=[1, 0]),
+             helper.make_node("MatMul", ["x", "w0"], ["a"]),
+             helper.make_node("MatMul", ["a", "w1t"], ["y"])]
+    sizes = [2, 4] if form == "sizes" else [3, 3]
+    inits = [init("w", w), init("sizes", np.array(sizes, i64))]
+    proto = make_model(nodes, [dyn("x", ["batch", sizes[0]])], [dyn("y", ["batch", sizes[1]])],
+                       inits, opset=18)
+    model = agree(tmp_path, proto)
+    assert ops(model) == ["MatMul", "MatMul"]
+
+
+@st.composite
+def recurrent_models(draw):
+    op = draw(st.sampled_from(["LSTM", "GRU", "RNN"]))
+    return recurrent_model(op, hidden=draw(st.integers(1, 6)),
+                           directions=draw(st.sampled_from([1, 2])),
+                           zeros=draw(st.sampled_from(["expand", "constant_of_shape"])))
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(proto=recurrent_models())
+def test_random_recurrent_layers_keep_their_outputs_through_the_pipeline(tmp_path, proto):
+    from modelport.convert.pipeline import convert
+
+    src = tmp_path / "src.onnx"
+    onnx.save(proto, src)
+    feeds = {"x": rng.standard_normal((4, 2, 3)).astype(np.float32)}
+    want = run_onnx(src, feeds)
+    for level in (0, 1, 2):
+        out = tmp_path / f"o{level}.onnx"
+        convert(src, out, level=level, force=True)
+        got = run_onnx(out, feeds)
+        for k in want:
+            assert_close(got[k], want[k], rtol=1e-4, atol=1e-5, name=f"{k} -O{level}")
