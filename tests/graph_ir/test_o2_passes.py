@@ -469,3 +469,17 @@ def test_random_recurrent_layers_keep_their_outputs_through_the_pipeline(tmp_pat
         got = run_onnx(out, feeds)
         for k in want:
             assert_close(got[k], want[k], rtol=1e-4, atol=1e-5, name=f"{k} -O{level}")
+
+
+def test_reductions_over_unit_dims_are_removed(tmp_path):
+    nodes = [helper.make_node("ReduceMean", ["x", "hw"], ["m"], keepdims=1),
+             helper.make_node("ReduceMax", ["m", "hw"], ["y"])]  # keepdims defaults to 1
+    inits = [init("hw", np.array([-1, -2], i64))]
+    proto = make_model(nodes, [dyn("x", ["batch", 3, 1, 1])], [dyn("y", ["batch", 3, 1, 1])],
+                       inits, opset=18)
+    model = agree(tmp_path, proto)
+    assert ops(model) == ["Identity"] or ops(model) == []
+    kept = make_model([helper.make_node("ReduceSum", ["x", "hw"], ["y"], keepdims=1)],
+                      [dyn("x", ["batch", 3, 2, 1])], [dyn("y", ["batch", 3, 1, 1])], inits,
+                      opset=18)
+    assert ops(agree(tmp_path, kept)) == ["ReduceSum"]

@@ -7,6 +7,7 @@ converted layer with ``use_bias`` folded to zeros) carry whole zero vectors inst
     Add(x, zeros[C]) | Add(zeros[C], x) | Sub(x, zeros[C])    ->  x
     Mul(x, ones[C])  | Mul(ones[C], x)  | Div(x, ones[C])     ->  x
     Pad(x, pads=all 0) (constant mode)                        ->  x
+    Reduce{Mean,Sum,Max,Min,Prod}(x, axes, keepdims=1)        ->  x   (x's dims on axes all 1)
 
 A rule fires only when broadcasting the constant leaves ``x``'s shape and type unchanged: the
 constant's rank is at most ``x``'s and each of its dims is 1 or equal to ``x``'s dim there.
@@ -91,6 +92,42 @@ def _pad_identity(op, x, pads, **_):
 
 
 NOOP_RULES.append(pattern.RewriteRule(_pad_noop, _pad_identity, _pad_check, name="PadZero"))
+
+
+_REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd")
+
+
+def _reduce_check(context, x, **_) -> pattern.MatchResult:
+    result = pattern.MatchResult()
+    node = context.root
+    if node.attributes.get_int("keepdims", 1) != 1 or x.shape is None:
+        return result.fail("keepdims=0 or unknown rank")
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        arr = _const(node.inputs[1])
+        axes = None if arr is None else [int(a) for a in arr.reshape(-1)]
+    elif "axes" in node.attributes:
+        axes = list(node.attributes["axes"].as_ints())
+    else:
+        axes = None
+    if not axes:  # missing or empty: all axes, or a no-op only with noop_with_empty_axes
+        return result.fail("axes not given as constants")
+    rank = len(x.shape)
+    if any(not -rank <= a < rank or x.shape[a] != 1 for a in axes):
+        return result.fail("a reduced dim is not 1")
+    if x.dtype != context.output_values[0].dtype:
+        return result.fail("type changes")
+    return result
+
+
+def _reduce_rule(op_type):
+    def target(op, x):
+        return getattr(op, op_type)(x, _allow_other_inputs=True, _allow_other_attributes=True)
+
+    return pattern.RewriteRule(target, lambda op, x, **_: op.Identity(x), _reduce_check,
+                               name=f"{op_type}OverOnes")
+
+
+NOOP_RULES.extend(_reduce_rule(op) for op in _REDUCE_OPS)
 
 
 @register_pass(2, "no-op-elimination")
