@@ -483,3 +483,24 @@ def test_reductions_over_unit_dims_are_removed(tmp_path):
                       [dyn("x", ["batch", 3, 2, 1])], [dyn("y", ["batch", 3, 1, 1])], inits,
                       opset=18)
     assert ops(agree(tmp_path, kept)) == ["ReduceSum"]
+
+
+def test_batchnorm_after_bias_free_matmul_becomes_gemm(tmp_path):
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["mm"]),
+             helper.make_node("BatchNormalization", ["mm", "s", "b", "m", "v"], ["y"],
+                              epsilon=1e-3)]
+    inits = [init("W", rng.standard_normal((6, 4)).astype(np.float32)),
+             init("s", rng.random(4).astype(np.float32) + 0.5),
+             init("b", rng.standard_normal(4).astype(np.float32)),
+             init("m", rng.standard_normal(4).astype(np.float32)),
+             init("v", rng.random(4).astype(np.float32) + 0.5)]
+    proto = make_model(nodes, [dyn("x", ["batch", 6])], [dyn("y", ["batch", 4])], inits,
+                       opset=18)
+    assert ops(agree(tmp_path, proto)) == ["Gemm"]
+    # on a 3-D product BatchNormalization's axis 1 is not the feature axis: kept
+    proto3 = make_model([helper.make_node("MatMul", ["x", "W"], ["mm"]),
+                         helper.make_node("BatchNormalization", ["mm", "s", "b", "m", "v"],
+                                          ["y"])],
+                        [dyn("x", ["batch", 4, 6])], [dyn("y", ["batch", 4, 4])], inits,
+                        opset=18)
+    assert ops(agree(tmp_path, proto3)) == ["MatMul", "BatchNormalization"]

@@ -135,6 +135,7 @@ def _load_project_passes() -> None:
     """Import the modules whose passes register themselves (kept lazy: import costs time)."""
     from modelport.graph_ir.passes import (  # noqa: F401
         layout,
+        linear,
         noops,
         patterns,
         recurrent,
