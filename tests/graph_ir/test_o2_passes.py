@@ -172,6 +172,12 @@ def test_a_nonzero_initial_state_stays(tmp_path):
 # -- standard patterns -------------------------------------------------------------------------
 
 def gelu_nodes(x, y, form):
+    if form == "erf_mul":  # the Keras and MXNet importers' spelling
+        return [helper.make_node("Mul", [x, "rsqrt2"], ["g1"]),
+                helper.make_node("Erf", ["g1"], ["g2"]),
+                helper.make_node("Mul", [x, "half"], ["g3"]),
+                helper.make_node("Add", ["g2", "onef"], ["g4"]),
+                helper.make_node("Mul", ["g3", "g4"], [y])]
     if form == "erf":
         return [helper.make_node("Div", [x, "sqrt2"], ["g1"]),
                 helper.make_node("Erf", ["g1"], ["g2"]),
@@ -189,7 +195,8 @@ def gelu_nodes(x, y, form):
 
 
 PATTERN_INITS = [
-    init("sqrt2", np.array(math.sqrt(2), np.float32)), init("onef", np.array(1, np.float32)),
+    init("sqrt2", np.array(math.sqrt(2), np.float32)),
+    init("rsqrt2", np.array(1 / math.sqrt(2), np.float32)), init("onef", np.array(1, np.float32)),
     init("half", np.array(0.5, np.float32)), init("three_f", np.array(3, np.float32)),
     init("c044", np.array(0.044715, np.float32)),
     init("c_s2pi", np.array(math.sqrt(2 / math.pi), np.float32)),
@@ -201,7 +208,7 @@ PATTERN_INITS = [
 
 
 def layer_norm_nodes(x, y):
-    return [helper.make_node("ReduceMean", [x, "axes"], ["m"], keepdims=1),
+    return [helper.make_node("ReduceMean", [x, "axes"], ["m"]),  # keepdims implicit
             helper.make_node("Sub", [x, "m"], ["d"]),
             helper.make_node("Pow", ["d", "two_f"], ["d2"]),
             helper.make_node("ReduceMean", ["d2", "axes"], ["v"], keepdims=1),
@@ -212,7 +219,7 @@ def layer_norm_nodes(x, y):
             helper.make_node("Add", ["ns", "beta"], [y])]
 
 
-@pytest.mark.parametrize("form", ["erf", "tanh"])
+@pytest.mark.parametrize("form", ["erf", "erf_mul", "tanh"])
 def test_gelu_chain_becomes_opset20_gelu_and_stays_below(tmp_path, form):
     nodes = gelu_nodes("x", "y", form)
     proto20 = make_model(nodes, [dyn("x", ["batch", 6])], [dyn("y", ["batch", 6])],
@@ -336,7 +343,7 @@ def random_graph(draw):
                 return n
 
             if step == "gelu":
-                chain = gelu_nodes("X", "Y", draw(st.sampled_from(["erf", "tanh"])))
+                chain = gelu_nodes("X", "Y", draw(st.sampled_from(["erf", "erf_mul", "tanh"])))
             else:
                 chain = [n for n in layer_norm_nodes("X", "Y")]
                 gamma = const(rng.standard_normal(shape[-1]).astype(np.float32))

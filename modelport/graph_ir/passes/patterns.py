@@ -101,7 +101,12 @@ class StandardPatternsPass(ir.passes.InPlacePass):
         opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))
         ops = {n.op_type for n in model.graph.all_nodes() if n.domain in ("", "ai.onnx")}
         if opset >= 18 and {"ReduceMean", "Sqrt"} <= ops:
-            # the rules match ReduceMean with axes as an input (opset 18)
+            # the rules match ReduceMean with axes as an input (opset 18) and an explicit
+            # keepdims; spell out the default where it is implicit
+            for node in model.graph.all_nodes():
+                if node.op_type == "ReduceMean" and node.domain in ("", "ai.onnx") and (
+                        "keepdims" not in node.attributes):
+                    node.attributes["keepdims"] = ir.AttrInt64("keepdims", 1)
             self.rewrites += LAYER_NORM_RULES.apply_to_model(model)
         if opset >= 20 and ("Erf" in ops or "Tanh" in ops):
             self.rewrites += GELU_RULES.apply_to_model(model)
