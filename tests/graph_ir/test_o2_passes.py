@@ -271,7 +271,8 @@ def random_graph(draw):
 
     steps = draw(st.lists(st.sampled_from(
         ["flatten_dyn", "split_dyn", "transpose", "unsq_sq", "expand", "affine", "gelu", "ln",
-         "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt"]), min_size=1,
+         "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt", "qkv", "slices"]),
+        min_size=1,
         max_size=6))
     for step in steps:
         out = fresh()
@@ -318,6 +319,38 @@ def random_graph(draw):
             op = "Add" if fill == 0.0 else "Mul"
             nodes.append(helper.make_node(op, [cur, const(np.full(shape[-1:], fill,
                                                                   np.float32))], [out]))
+        elif step == "qkv" and len(shape) == 2 and shape[-1] % draw(
+                st.sampled_from([2, 3])) == 0:
+            n = 3 if shape[-1] % 3 == 0 else 2
+            e = shape[-1] // n
+            u, t, sq = fresh(), fresh(), fresh()
+            picks = [fresh() for _ in range(n)]
+            nodes += [helper.make_node("Reshape", [cur, const(np.array([1, -1, shape[0], n, e],
+                                                                       i64))], [u]),
+                      helper.make_node("Transpose", [u], [t], perm=[3, 1, 2, 0, 4]),
+                      helper.make_node("Squeeze", [t, const(np.array([-2], i64))], [sq])]
+            nodes += [helper.make_node("Gather", [sq, const(np.array(i, i64))], [p], axis=0)
+                      for i, p in enumerate(picks)]
+            acc = picks[0]
+            for p in picks[1:]:
+                nxt = fresh()
+                nodes.append(helper.make_node("Mul", [acc, p], [nxt]))
+                acc = nxt
+            nodes.append(helper.make_node("Identity", [acc], [out]))
+            shape = [shape[0], e]
+        elif step == "slices" and shape[-1] >= 2:
+            cuts = sorted(draw(st.sets(st.integers(1, shape[-1] - 1), min_size=1, max_size=2)))
+            bounds = list(zip([0, *cuts], [*cuts, shape[-1]]))
+            parts = []
+            for a, b in bounds:
+                part = fresh()
+                nodes.append(helper.make_node("Slice", [cur, const(np.array([a], i64)),
+                                                        const(np.array([b], i64)),
+                                                        const(np.array([-1], i64))], [part]))
+                parts.append(part)
+            relu = fresh()
+            nodes.append(helper.make_node("Relu", [parts[0]], [relu]))
+            nodes.append(helper.make_node("Concat", [*parts[1:], relu], [out], axis=-1))
         elif step == "attention_kt" and len(shape) >= 2:
             # merge the leading dims, swap the last two, split the leading dims again
             lead, a, b = shape[:-2], shape[-2], shape[-1]
@@ -511,3 +544,47 @@ def test_batchnorm_after_bias_free_matmul_becomes_gemm(tmp_path):
                         [dyn("x", ["batch", 4, 6])], [dyn("y", ["batch", 4, 4])], inits,
                         opset=18)
     assert ops(agree(tmp_path, proto3)) == ["MatMul", "BatchNormalization"]
+
+
+def mha_split_nodes(x, outs, heads_dim):
+    """torch MultiheadAttention's packed q/k/v split: unflatten the last dim into
+    [len(outs), E], move that axis first, select each."""
+    return [helper.make_node("Reshape", [x, "unflat"], ["u5"]),
+            helper.make_node("Transpose", ["u5"], ["t5"], perm=[3, 1, 2, 0, 4]),
+            helper.make_node("Squeeze", ["t5", "minus2"], ["sq"]),
+            *[helper.make_node("Gather", ["sq", f"idx{i}"], [o], axis=0)
+              for i, o in enumerate(outs)]]
+
+
+def test_packed_qkv_selects_become_one_split(tmp_path):
+    nodes = mha_split_nodes("x", ["q", "k", "v"], 4)
+    inits = [init("unflat", np.array([1, 5, -1, 3, 4], i64)),
+             init("minus2", np.array([-2], i64)),
+             *[init(f"idx{i}", np.array(i, i64)) for i in range(3)]]
+    proto = make_model(nodes, [dyn("x", [5, "batch", 12])],
+                       [dyn(n, [5, "batch", 4]) for n in ("q", "k", "v")], inits, opset=18)
+    model = agree(tmp_path, proto)
+    assert ops(model) == ["Split"]
+
+
+def test_slices_tiling_a_tensor_become_a_split_and_partial_ones_stay(tmp_path):
+    bounds = [(0, 2), (2, 3), (3, 6)]
+    nodes = [helper.make_node("Slice", ["x", f"s{i}", f"e{i}", "ax"], [f"y{i}"])
+             for i in range(3)]
+    inits = [init("ax", np.array([-1], i64))]
+    for i, (a, b) in enumerate(bounds):
+        inits += [init(f"s{i}", np.array([a], i64)), init(f"e{i}", np.array([b], i64))]
+    outs = [dyn(f"y{i}", ["batch", b - a]) for i, (a, b) in enumerate(bounds)]
+    relu = [helper.make_node("Relu", [f"y{i}"], [f"r{i}"]) for i in range(3)]
+    relu_outs = [dyn(f"r{i}", ["batch", b - a]) for i, (a, b) in enumerate(bounds)]
+    proto = make_model(nodes + relu, [dyn("x", ["batch", 6])], relu_outs, inits, opset=18)
+    assert ops(agree(tmp_path, proto)) == ["Split", "Relu", "Relu", "Relu"]
+    # a gap (3..6 missing): not a tiling
+    gap = make_model(nodes[:2] + relu[:2], [dyn("x", ["batch", 6])], relu_outs[:2], inits,
+                     opset=18)
+    assert ops(agree(tmp_path, gap)).count("Slice") == 2
+    # the Slice outputs themselves as graph outputs: the Split takes them over, names kept
+    direct = make_model(nodes, [dyn("x", ["batch", 6])], outs, inits, opset=18)
+    model = agree(tmp_path, direct)
+    assert ops(model) == ["Split"]
+    assert [v.name for v in model.graph.outputs] == ["y0", "y1", "y2"]

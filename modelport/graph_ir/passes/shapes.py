@@ -265,6 +265,44 @@ def _record_shape(value: ir.Value, elems: list) -> None:
     value.shape = ir.Shape(dims)
 
 
+def _infer_minus_one(node: ir.Node) -> None:
+    """Name the dim that a constant Reshape target's -1 stands for, when the input has one
+    symbolic dim that the target does not copy and the static sizes balance (shape
+    inference leaves it unknown)."""
+    x, y = node.inputs[0], node.outputs[0]
+    target = _const_ints(node.inputs[1]) if len(node.inputs) > 1 else None
+    if x is None or x.shape is None or target is None or target.ndim != 1:
+        return
+    t = [int(v) for v in target]
+    if t.count(-1) != 1 or node.attributes.get_int("allowzero", 0) and 0 in t:
+        return
+    elems: list = []
+    for i, v in enumerate(t):
+        if v == 0:
+            if i >= len(x.shape):
+                return
+            elems.append(dim_key(x, i))
+        else:
+            elems.append(v)
+    x_keys = [dim_key(x, i) for i in range(len(x.shape))]
+    x_static = int(np.prod([k for k in x_keys if isinstance(k, int)]))
+    x_sym = [k for k in x_keys if not isinstance(k, int)]
+    t_static = int(np.prod([e for e in elems if isinstance(e, int) and e != -1]))
+    for e in elems:
+        if not isinstance(e, int):
+            if e not in x_sym:
+                return
+            x_sym.remove(e)
+    pos = elems.index(-1)
+    if len(x_sym) == 1 and x_static == t_static and x_sym[0][0] == "sym":
+        elems[pos] = x_sym[0]
+    elif not x_sym and t_static and x_static % t_static == 0:
+        elems[pos] = x_static // t_static
+    else:
+        return
+    _record_shape(y, elems)
+
+
 def _initializer(graph: ir.Graph, like: ir.Value, data: list[int], dtype=np.int64) -> ir.Value:
     base = f"{like.name or 'shape'}_folded"
     name, k = base, 1
@@ -311,6 +349,7 @@ class SymbolicShapePass(ir.passes.InPlacePass):
             self._fold_vector(graph, node, analysis)
             if node.op_type == "Reshape" and node.domain in ("", "ai.onnx"):
                 self._reshape(graph, node, analysis)
+                _infer_minus_one(node)
             elif node.op_type == "Expand" and node.domain in ("", "ai.onnx"):
                 self._expand(node, analysis)
         for node in list(graph):
@@ -318,9 +357,61 @@ class SymbolicShapePass(ir.passes.InPlacePass):
                 continue
             if node.op_type == "Reshape" and self._reshape_transpose_reshape(graph, node):
                 continue
+            if node.op_type == "Gather":
+                self._gather_of_split_view(graph, node)
+                continue
             if node.op_type in _RESHAPE_LIKE:
                 self._chain(graph, node)
+        if model.opset_imports.get("", 0) >= 13:  # Split with sizes as an input
+            self._slices_to_split(graph)
         return ir.passes.PassResult(model, self.rewrites > 0)
+
+    def _slices_to_split(self, graph) -> None:
+        """Two or more Slices of one tensor along one axis that tile it exactly, each from
+        ``start`` to ``end`` with step 1, become one ``Split``."""
+        groups: dict[tuple[int, int], list] = {}
+        for node in graph:
+            if node.op_type != "Slice" or node.domain not in ("", "ai.onnx"):
+                continue
+            x = node.inputs[0]
+            if x is None or x.shape is None or len(node.inputs) < 4:
+                continue
+            args = [_const_ints(v) for v in node.inputs[1:4]]
+            steps = _const_ints(node.inputs[4]) if len(node.inputs) > 4 and node.inputs[
+                4] is not None else np.array([1])
+            if any(a is None or a.size != 1 for a in (*args, steps)) or int(steps[0]) != 1:
+                continue
+            rank = len(x.shape)
+            axis = int(args[2].reshape(-1)[0])
+            if not -rank <= axis < rank or not isinstance(x.shape[axis], int):
+                continue
+            axis %= rank
+            dim = x.shape[axis]
+            start, end = (int(a.reshape(-1)[0]) for a in args[:2])
+            start, end = slice(start, end).indices(dim)[:2]
+            if end <= start:
+                continue
+            groups.setdefault((id(x), axis), []).append((start, end, node))
+        for (_, axis), parts in groups.items():
+            if len(parts) < 2:
+                continue
+            parts.sort(key=lambda p: p[0])
+            x = parts[0][2].inputs[0]
+            bounds = [(p[0], p[1]) for p in parts]
+            if bounds[0][0] != 0 or bounds[-1][1] != x.shape[axis] or any(
+                    a[1] != b[0] for a, b in zip(bounds, bounds[1:])):
+                continue
+            sizes = _initializer(graph, x, [e - s_ for s_, e in bounds])
+            first = min((p[2] for p in parts), key=lambda n: list(graph).index(n))
+            split = ir.node("Split", [x, sizes], attributes={"axis": axis},
+                            num_outputs=len(parts))
+            graph.insert_before(first, split)
+            for out, (_, _, node) in zip(split.outputs, parts):
+                old = node.outputs[0]
+                out.shape, out.dtype = old.shape, old.dtype
+                out.name = (old.name or "part") + "_split"
+                _replace(old, out, graph)
+            self.rewrites += 1
 
     def _fold_vector(self, graph, node, analysis) -> None:
         if node.op_type == "Constant" or len(node.outputs) != 1:
@@ -408,6 +499,73 @@ class SymbolicShapePass(ir.passes.InPlacePass):
         _replace(y, new.outputs[0], graph)
         self.rewrites += 1
         return True
+
+    def _gather_of_split_view(self, graph, node) -> None:
+        """``Gather(Squeeze(Transpose(Reshape(x))), i, axis=0)`` where the Reshape splits x's
+        last dim into [n, E] (plus dims of 1), the Transpose brings n first and keeps the other
+        dims in order, and the Squeeze drops only 1s: that is x's i-th chunk of E on the
+        last axis, one ``Slice`` (how torch's MultiheadAttention splits its packed q/k/v)."""
+        idx = _const_ints(node.inputs[1]) if len(node.inputs) > 1 else None
+        if idx is None or idx.ndim != 0 or node.attributes.get_int("axis", 0) != 0:
+            return
+        s = node.inputs[0]
+        sq = s.producer() if s is not None else None
+        if sq is None or sq.op_type != "Squeeze" or sq.domain not in ("", "ai.onnx"):
+            return
+        t = sq.inputs[0]
+        tr = t.producer() if t is not None else None
+        if tr is None or tr.op_type != "Transpose" or "perm" not in tr.attributes:
+            return
+        r = tr.inputs[0]
+        rs = r.producer() if r is not None else None
+        if rs is None or rs.op_type != "Reshape" or rs.domain not in ("", "ai.onnx"):
+            return
+        x, g = rs.inputs[0], node.outputs[0]
+        if any(v is None or v.shape is None for v in (x, r, t, s, g)):
+            return
+        if len(x.shape) < 1 or not isinstance(x.shape[-1], int):
+            return
+        # r without its 1s must be x's leading dims (without 1s), then n, then E
+        r_axes = [a for a in range(len(r.shape)) if r.shape[a] != 1]
+        x_keys = [dim_key(x, a) for a in range(len(x.shape) - 1) if x.shape[a] != 1]
+        if len(r_axes) != len(x_keys) + 2:
+            return
+        if [dim_key(r, a) for a in r_axes[:-2]] != x_keys:
+            return
+        n_axis, e_axis = r_axes[-2], r_axes[-1]
+        n, e = r.shape[n_axis], r.shape[e_axis]
+        if not isinstance(n, int) or not isinstance(e, int) or n * e != x.shape[-1]:
+            return
+        perm = list(tr.attributes["perm"].as_ints())
+        moved = [p for p in perm if r.shape[p] != 1]
+        if not moved or moved[0] != n_axis or moved[1:] != sorted(moved[1:]):
+            return
+        axes = _const_ints(sq.inputs[1]) if len(sq.inputs) > 1 else None
+        if axes is None:
+            return
+        rank_t = len(t.shape)
+        squeezed = sorted({int(a) % rank_t for a in axes.reshape(-1)})
+        if any(t.shape[a] != 1 for a in squeezed):
+            return
+        kept = [a for a in range(rank_t) if a not in squeezed]
+        if not kept or perm[kept[0]] != n_axis:
+            return
+        i = int(idx) % n if -n <= int(idx) < n else None
+        if i is None:
+            return
+        want = [dim_key(x, a) for a in range(len(x.shape) - 1)] + [e]
+        if [dim_key(g, a) for a in range(len(g.shape))] != want:
+            return
+        starts = _initializer(graph, g, [i * e])
+        ends = _initializer(graph, g, [(i + 1) * e])
+        last = _initializer(graph, g, [-1])
+        new = ir.node("Slice", [x, starts, ends, last], num_outputs=1)
+        new.outputs[0].shape = g.shape
+        new.outputs[0].dtype = g.dtype
+        new.outputs[0].name = (g.name or "chunk") + "_slice"
+        graph.insert_before(node, new)
+        _replace(g, new.outputs[0], graph)
+        self.rewrites += 1
 
     def _chain(self, graph, node) -> None:
         out = node.outputs[0]
