@@ -271,7 +271,7 @@ def random_graph(draw):
 
     steps = draw(st.lists(st.sampled_from(
         ["flatten_dyn", "split_dyn", "transpose", "unsq_sq", "expand", "affine", "gelu", "ln",
-         "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt", "qkv", "slices"]),
+         "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt", "qkv", "slices", "conv_affine"]),
         min_size=1,
         max_size=6))
     for step in steps:
@@ -338,6 +338,17 @@ def random_graph(draw):
                 acc = nxt
             nodes.append(helper.make_node("Identity", [acc], [out]))
             shape = [shape[0], e]
+        elif step == "conv_affine" and len(shape) == 2:
+            c = draw(st.integers(1, 4))
+            conv, m = fresh(), fresh()
+            w = const(rng.standard_normal((c, shape[0], 3)).astype(np.float32))
+            nodes += [helper.make_node("Conv", [cur, w], [conv], pads=[1, 1]),
+                      helper.make_node("Mul", [conv, const(rng.standard_normal(
+                          draw(st.sampled_from([(c, 1), (1, c, 1), (1,)]))).astype(
+                              np.float32))], [m]),
+                      helper.make_node("Add", [const(rng.standard_normal((c, 1)).astype(
+                          np.float32)), m], [out])]
+            shape = [c, shape[1]]
         elif step == "slices" and shape[-1] >= 2:
             cuts = sorted(draw(st.sets(st.integers(1, shape[-1] - 1), min_size=1, max_size=2)))
             bounds = list(zip([0, *cuts], [*cuts, shape[-1]]))
@@ -588,3 +599,29 @@ def test_slices_tiling_a_tensor_become_a_split_and_partial_ones_stay(tmp_path):
     model = agree(tmp_path, direct)
     assert ops(model) == ["Split"]
     assert [v.name for v in model.graph.outputs] == ["y0", "y1", "y2"]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("const_shape", [[4, 1, 1], [1, 4, 1, 1], [], [1]])
+def test_per_channel_mul_and_add_after_conv_fold_into_it(tmp_path, bias, const_shape):
+    conv_in = ["x", "W", "B"] if bias else ["x", "W"]
+    nodes = [helper.make_node("Conv", conv_in, ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Mul", ["scale", "c"], ["m"]),
+             helper.make_node("Add", ["m", "shift"], ["y"])]
+    inits = [init("W", rng.standard_normal((4, 3, 3, 3)).astype(np.float32)),
+             init("B", rng.standard_normal(4).astype(np.float32)),
+             init("scale", rng.standard_normal(const_shape).astype(np.float32)),
+             init("shift", rng.standard_normal(const_shape).astype(np.float32))]
+    proto = make_model(nodes, [dyn("x", ["batch", 3, 5, 5])], [dyn("y", ["batch", 4, 5, 5])],
+                       inits, opset=18)
+    assert ops(agree(tmp_path, proto)) == ["Conv"]
+
+
+def test_a_spatially_varying_mul_after_conv_stays(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]),
+             helper.make_node("Mul", ["c", "scale"], ["y"])]
+    inits = [init("W", rng.standard_normal((4, 3, 1, 1)).astype(np.float32)),
+             init("scale", rng.standard_normal((4, 1, 5)).astype(np.float32))]
+    proto = make_model(nodes, [dyn("x", ["batch", 3, 5, 5])], [dyn("y", ["batch", 4, 5, 5])],
+                       inits, opset=18)
+    assert ops(agree(tmp_path, proto)) == ["Conv", "Mul"]

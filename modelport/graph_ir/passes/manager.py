@@ -134,6 +134,7 @@ def _named(p: ir.passes.PassBase, name: str) -> ir.passes.PassBase:
 def _load_project_passes() -> None:
     """Import the modules whose passes register themselves (kept lazy: import costs time)."""
     from modelport.graph_ir.passes import (  # noqa: F401
+        conv,
         layout,
         linear,
         noops,
