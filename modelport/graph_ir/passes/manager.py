@@ -37,7 +37,8 @@ def register_pass(level: int, name: str | None = None):
 @dataclasses.dataclass
 class PassStats:
     """What one pass did over all rounds: nodes it removed and added (net change of the node
-    count per run, summed by sign) and rewrites (rule applications, or values replaced, as the
+    count per run, summed by sign, counting the nodes it left without a use as removed) and
+    rewrites (rule applications, or values replaced, as the
     pass counts them; runs that changed the graph for passes that do not count)."""
 
     runs: int = 0
@@ -76,6 +77,9 @@ def _run(p: ir.passes.PassBase, model: ir.Model, report: OptimizeReport) -> bool
     before = _count(model)
     start = time.perf_counter()
     modified = p(model).modified
+    if modified and not isinstance(p, common.RemoveUnusedNodesPass):
+        # the nodes a rewrite leaves without a use are counted as that pass's removals
+        common.RemoveUnusedNodesPass()(model)
     stats.seconds += time.perf_counter() - start
     after = _count(model)
     stats.runs += 1
