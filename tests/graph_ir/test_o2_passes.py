@@ -625,3 +625,11 @@ def test_a_spatially_varying_mul_after_conv_stays(tmp_path):
     proto = make_model(nodes, [dyn("x", ["batch", 3, 5, 5])], [dyn("y", ["batch", 4, 5, 5])],
                        inits, opset=18)
     assert ops(agree(tmp_path, proto)) == ["Conv", "Mul"]
+
+
+def test_layer_norm_chain_with_a_scale_across_other_axes_stays(tmp_path):
+    inits = [t for t in PATTERN_INITS if t.name != "gamma"]
+    inits.append(init("gamma", rng.standard_normal((3, 1)).astype(np.float32)))
+    proto = make_model(layer_norm_nodes("x", "y"), [dyn("x", [3, 6])], [dyn("y", [3, 6])],
+                       inits, opset=18)
+    assert "LayerNormalization" not in ops(agree(tmp_path, proto))

@@ -24,7 +24,7 @@ import math
 
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
-from onnxscript.rewriter.rules.fusion._layer_norm import layer_normalization_rules
+from onnxscript.rewriter.rules.fusion._layer_norm import LayerNormBiasFusion, LayerNormFusion
 
 from modelport.graph_ir.passes.manager import register_pass
 
@@ -85,8 +85,39 @@ def _rules():
     return rules
 
 
+def _last_axis_only(v, x) -> bool:
+    """``v`` (scale or bias) has as many elements as x's last dim, all along its last axis:
+    what LayerNormalization takes, and what the chain's broadcast then equals."""
+    if v is None or v.shape is None or x.shape is None or not len(x.shape):
+        return False
+    d = x.shape[-1]
+    dims = list(v.shape)
+    return (isinstance(d, int) and len(dims) >= 1 and dims[-1] == d
+            and all(k == 1 for k in dims[:-1]) and len(dims) <= len(x.shape))
+
+
+class _CheckedLayerNorm(LayerNormFusion):
+    """onnxscript's rule, also checking that the scale runs along the normalised axis only
+    (its own check does not look at the scale's shape)."""
+
+    def check(self, context, x, scale, epsilon, **kw):
+        result = super().check(context, x=x, scale=scale, epsilon=epsilon, **kw)
+        if result and not _last_axis_only(scale, x):
+            return result.fail("scale does not run along the last axis only")
+        return result
+
+
+class _CheckedLayerNormBias(LayerNormBiasFusion):
+    def check(self, context, x, scale, bias, **_):
+        result = pattern.MatchResult()
+        if not _last_axis_only(bias, x):
+            return result.fail("bias does not run along the last axis only")
+        return result
+
+
 GELU_RULES = pattern.RewriteRuleSet(_rules(), commute=True)
-LAYER_NORM_RULES = pattern.RewriteRuleSet(layer_normalization_rules, commute=True)
+LAYER_NORM_RULES = pattern.RewriteRuleSet(
+    [_CheckedLayerNorm.rule(), _CheckedLayerNormBias.rule()], commute=True)
 
 
 class StandardPatternsPass(ir.passes.InPlacePass):
