@@ -370,7 +370,9 @@ class SymbolicShapePass(ir.passes.InPlacePass):
         """Two or more Slices of one tensor along one axis that tile it exactly, each from
         ``start`` to ``end`` with step 1, become one ``Split``."""
         groups: dict[tuple[int, int], list] = {}
-        for node in graph:
+        order: dict[int, int] = {}
+        for position, node in enumerate(graph):
+            order[id(node)] = position
             if node.op_type != "Slice" or node.domain not in ("", "ai.onnx"):
                 continue
             x = node.inputs[0]
@@ -402,7 +404,7 @@ class SymbolicShapePass(ir.passes.InPlacePass):
                     a[1] != b[0] for a, b in zip(bounds, bounds[1:])):
                 continue
             sizes = _initializer(graph, x, [e - s_ for s_, e in bounds])
-            first = min((p[2] for p in parts), key=lambda n: list(graph).index(n))
+            first = min((p[2] for p in parts), key=lambda n: order[id(n)])
             split = ir.node("Split", [x, sizes], attributes={"axis": axis},
                             num_outputs=len(parts))
             graph.insert_before(first, split)
