@@ -124,7 +124,7 @@ def convert(
 
     t = time.perf_counter()
     progress.stage(f"optimizing (-O{level})")
-    optimization = optimize(model, level).to_dict()
+    optimization = optimize(model, level, target_opset=opset).to_dict()
     validate(model)
     seconds["optimize"] = time.perf_counter() - t
     trt = None

@@ -633,3 +633,20 @@ def test_layer_norm_chain_with_a_scale_across_other_axes_stays(tmp_path):
     proto = make_model(layer_norm_nodes("x", "y"), [dyn("x", [3, 6])], [dyn("y", [3, 6])],
                        inits, opset=18)
     assert "LayerNormalization" not in ops(agree(tmp_path, proto))
+
+
+def test_gelu_is_not_fused_when_the_output_opset_is_older(tmp_path):
+    from modelport.convert.pipeline import convert
+
+    proto = make_model(gelu_nodes("x", "y", "erf"), [dyn("x", ["batch", 6])],
+                       [dyn("y", ["batch", 6])], PATTERN_INITS, opset=20)
+    src = tmp_path / "src.onnx"
+    onnx.save(proto, src)
+    convert(src, tmp_path / "o20.onnx", level=2, force=True)
+    assert [n.op_type for n in onnx.load(tmp_path / "o20.onnx").graph.node] == ["Gelu"]
+    convert(src, tmp_path / "o18.onnx", level=2, opset=18, force=True)
+    out = onnx.load(tmp_path / "o18.onnx")
+    assert out.opset_import[0].version == 18 and "Erf" in [n.op_type for n in out.graph.node]
+    feeds = {"x": rng.standard_normal((2, 6)).astype(np.float32)}
+    assert_close(run_onnx(tmp_path / "o18.onnx", feeds)["y"], run_onnx(src, feeds)["y"],
+                 rtol=1e-4, atol=1e-5)

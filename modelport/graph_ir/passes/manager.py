@@ -90,9 +90,19 @@ def _run(p: ir.passes.PassBase, model: ir.Model, report: OptimizeReport) -> bool
     return modified
 
 
-def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
-    """Optimise ``model`` in place at ``level`` (0, 1 or 2)."""
+TARGET_OPSET_KEY = "modelport.target_opset"
+
+
+def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -> OptimizeReport:
+    """Optimise ``model`` in place at ``level`` (0, 1 or 2).
+
+    ``target_opset``: the opset the model will be written at, when the exporter converts it
+    afterwards; passes that emit newer operators (LayerNormalization, Gelu) hold back when the
+    target cannot express them (they read it from ``model.meta[TARGET_OPSET_KEY]``).
+    """
     report = OptimizeReport(level=level, nodes_before=_count(model))
+    if target_opset is not None:
+        model.meta[TARGET_OPSET_KEY] = target_opset
     start = time.perf_counter()
     if level > 0:
         # Rewrites may replace a graph output's Value with a new one; the output keeps its

@@ -26,7 +26,7 @@ import onnx_ir as ir
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter.rules.fusion._layer_norm import LayerNormBiasFusion, LayerNormFusion
 
-from modelport.graph_ir.passes.manager import register_pass
+from modelport.graph_ir.passes.manager import TARGET_OPSET_KEY, register_pass
 
 _SQRT2 = math.sqrt(2.0)
 _SQRT_2_PI = math.sqrt(2.0 / math.pi)
@@ -130,6 +130,9 @@ class StandardPatternsPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         self.rewrites = 0
         opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))
+        target = model.meta.get(TARGET_OPSET_KEY)
+        if target is not None:  # the exporter converts to this opset afterwards
+            opset = min(opset, target)
         ops = {n.op_type for n in model.graph.all_nodes() if n.domain in ("", "ai.onnx")}
         if opset >= 18 and {"ReduceMean", "Sqrt"} <= ops:
             # the rules match ReduceMean with axes as an input (opset 18) and an explicit
