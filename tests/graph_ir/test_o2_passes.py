@@ -271,7 +271,8 @@ def random_graph(draw):
 
     steps = draw(st.lists(st.sampled_from(
         ["flatten_dyn", "split_dyn", "transpose", "unsq_sq", "expand", "affine", "gelu", "ln",
-         "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt", "qkv", "slices", "conv_affine"]),
+         "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt", "qkv", "slices", "conv_affine", "unit_reduce", "pad0",
+         "const_split", "bn_matmul"]),
         min_size=1,
         max_size=6))
     for step in steps:
@@ -349,6 +350,34 @@ def random_graph(draw):
                       helper.make_node("Add", [const(rng.standard_normal((c, 1)).astype(
                           np.float32)), m], [out])]
             shape = [c, shape[1]]
+        elif step == "unit_reduce":
+            u = fresh()
+            op = draw(st.sampled_from(["ReduceMean", "ReduceSum", "ReduceMax"]))
+            nodes += [helper.make_node("Unsqueeze", [cur, const(np.array([-1], i64))], [u]),
+                      helper.make_node(op, [u, const(np.array([-1], i64))], [out], keepdims=0)]
+        elif step == "pad0":
+            nodes.append(helper.make_node("Pad", [cur, const(np.zeros(2 * (len(shape) + 1),
+                                                                      i64))], [out]))
+        elif step == "const_split":
+            k = draw(st.integers(1, 4))
+            w = const(rng.standard_normal((shape[-1], k + 2)).astype(np.float32))
+            w0, w1, m = fresh(), fresh(), fresh()
+            nodes += [helper.make_node("Split", [w, const(np.array([k, 2], i64))], [w0, w1],
+                                       axis=1),
+                      helper.make_node("MatMul", [cur, w0], [m]),
+                      helper.make_node("Relu", [m], [out])]
+            shape = shape[:-1] + [k]
+        elif step == "bn_matmul" and len(shape) == 1:
+            k = draw(st.integers(1, 4))
+            m = fresh()
+            nodes += [helper.make_node("MatMul", [cur, const(rng.standard_normal(
+                (shape[0], k)).astype(np.float32))], [m]),
+                      helper.make_node("BatchNormalization", [
+                          m, const((rng.random(k) + 0.5).astype(np.float32)),
+                          const(rng.standard_normal(k).astype(np.float32)),
+                          const(rng.standard_normal(k).astype(np.float32)),
+                          const((rng.random(k) + 0.5).astype(np.float32))], [out])]
+            shape = [k]
         elif step == "slices" and shape[-1] >= 2:
             cuts = sorted(draw(st.sets(st.integers(1, shape[-1] - 1), min_size=1, max_size=2)))
             bounds = list(zip([0, *cuts], [*cuts, shape[-1]]))
