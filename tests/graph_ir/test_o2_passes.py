@@ -679,3 +679,15 @@ def test_gelu_is_not_fused_when_the_output_opset_is_older(tmp_path):
     feeds = {"x": rng.standard_normal((2, 6)).astype(np.float32)}
     assert_close(run_onnx(tmp_path / "o18.onnx", feeds)["y"], run_onnx(src, feeds)["y"],
                  rtol=1e-4, atol=1e-5)
+
+
+def test_and_with_all_true_and_or_with_all_false_are_removed(tmp_path):
+    nodes = [helper.make_node("Greater", ["x", "zerof"], ["g"]),
+             helper.make_node("And", ["trues", "g"], ["a"]),
+             helper.make_node("Or", ["a", "falses"], ["o"]),
+             helper.make_node("Cast", ["o"], ["y"], to=TensorProto.FLOAT)]
+    inits = [init("zerof", np.array(0, np.float32)), init("trues", np.ones(6, bool)),
+             init("falses", np.zeros((1, 6), bool))]
+    proto = make_model(nodes, [dyn("x", ["batch", 6])], [dyn("y", ["batch", 6])], inits,
+                       opset=18)
+    assert ops(agree(tmp_path, proto)) == ["Greater", "Cast"]

@@ -6,6 +6,7 @@ converted layer with ``use_bias`` folded to zeros) carry whole zero vectors inst
 
     Add(x, zeros[C]) | Add(zeros[C], x) | Sub(x, zeros[C])    ->  x
     Mul(x, ones[C])  | Mul(ones[C], x)  | Div(x, ones[C])     ->  x
+    And(x, all True) | Or(x, all False) (either order)        ->  x
     Pad(x, pads=all 0) (constant mode)                        ->  x
     Reduce{Mean,Sum,Max,Min,Prod}(x, axes, keepdims=1)        ->  x   (x's dims on axes all 1)
 
@@ -43,8 +44,8 @@ def _neutral(fill: float, swap: bool = False):
     def check(context, x, c, **_) -> pattern.MatchResult:
         result = pattern.MatchResult()
         arr = _const(c)
-        if arr is None or not np.issubdtype(arr.dtype, np.number):
-            return result.fail("not a numeric constant")
+        if arr is None or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            return result.fail("not a numeric or boolean constant")
         if not np.all(arr == fill):
             return result.fail(f"constant is not all {fill}")
         if not _keeps_shape(x, arr, context.output_values[0]):
@@ -69,6 +70,10 @@ NOOP_RULES = [
     _rule(lambda op, x, c: op.Mul(x, c), 1, "MulOnes"),
     _rule(lambda op, x, c: op.Mul(c, x), 1, "OnesMul"),
     _rule(lambda op, x, c: op.Div(x, c), 1, "DivOnes"),
+    _rule(lambda op, x, c: op.And(x, c), True, "AndTrue"),
+    _rule(lambda op, x, c: op.And(c, x), True, "TrueAnd"),
+    _rule(lambda op, x, c: op.Or(x, c), False, "OrFalse"),
+    _rule(lambda op, x, c: op.Or(c, x), False, "FalseOr"),
 ]
 
 
