@@ -272,7 +272,7 @@ def random_graph(draw):
     steps = draw(st.lists(st.sampled_from(
         ["flatten_dyn", "split_dyn", "transpose", "unsq_sq", "expand", "affine", "gelu", "ln",
          "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt", "qkv", "slices", "conv_affine", "unit_reduce", "pad0",
-         "const_split", "bn_matmul"]),
+         "const_split", "bn_matmul", "unit_transpose"]),
         min_size=1,
         max_size=6))
     for step in steps:
@@ -350,6 +350,25 @@ def random_graph(draw):
                       helper.make_node("Add", [const(rng.standard_normal((c, 1)).astype(
                           np.float32)), m], [out])]
             shape = [c, shape[1]]
+        elif step == "unit_transpose":
+            u = fresh()
+            rank = len(shape) + 2  # batch, the new unit axis at 1, then shape
+            dest = draw(st.integers(0, rank - 1))
+            order = [0] + list(range(2, rank))
+            order.insert(dest, 1)
+            nodes += [helper.make_node("Unsqueeze", [cur, const(np.array([1], i64))], [u]),
+                      helper.make_node("Transpose", [u], [out], perm=order)]
+            full = ["B", 1, *shape]
+            permuted = [full[p] for p in order]
+            if permuted[0] != "B":
+                # keep the batch dim first for the steps that follow
+                back = fresh()
+                bpos = permuted.index("B")
+                perm2 = [bpos] + [i for i in range(rank) if i != bpos]
+                nodes.append(helper.make_node("Transpose", [out], [back], perm=perm2))
+                permuted = [permuted[p] for p in perm2]
+                out = back
+            shape = permuted[1:]
         elif step == "unit_reduce":
             u = fresh()
             op = draw(st.sampled_from(["ReduceMean", "ReduceSum", "ReduceMax"]))
@@ -691,3 +710,19 @@ def test_and_with_all_true_and_or_with_all_false_are_removed(tmp_path):
     proto = make_model(nodes, [dyn("x", ["batch", 6])], [dyn("y", ["batch", 6])], inits,
                        opset=18)
     assert ops(agree(tmp_path, proto)) == ["Greater", "Cast"]
+
+
+def test_a_transpose_of_unit_dims_is_a_reshape_and_merges(tmp_path):
+    """LSTM output [seq, 1, batch, hidden] -> Transpose(0, 2, 1, 3) -> Reshape [seq, batch,
+    hidden], as torch exports a one-directional LSTM layer."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["t", "tgt"], ["r"]),
+             helper.make_node("Relu", ["r"], ["y"])]
+    inits = [init("tgt", np.array([5, 0, 12], i64))]
+    proto = make_model(nodes, [dyn("x", [5, 1, "batch", 12])], [dyn("y", [5, "batch", 12])],
+                       inits, opset=18)
+    assert ops(agree(tmp_path, proto)) == ["Reshape", "Relu"]
+    moves_data = make_model([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 1, 3])],
+                            [dyn("x", [5, 2, "batch", 12])], [dyn("y", [5, "batch", 2, 12])],
+                            opset=18)
+    assert ops(agree(tmp_path, moves_data)) == ["Transpose"]

@@ -16,7 +16,8 @@ v" (the same key for two dims that carry one symbolic name) or as unknown. With 
 - ``Expand(x, t)`` that only restates ``x``'s shape is removed;
 - a chain of Reshape/Squeeze/Unsqueeze/Flatten whose intermediate results have no other use
   becomes one Reshape built from the final output's shape the same way, and a Reshape
-  whose target restates its input's shape is removed.
+  whose target restates its input's shape is removed;
+- a Transpose that moves only dims of size 1 becomes a Reshape.
 
 The onnxscript constant folder already folds vectors that shape inference made fully static;
 this pass adds the partially-dynamic cases onnxslim and onnxsim handle.
@@ -360,6 +361,8 @@ class SymbolicShapePass(ir.passes.InPlacePass):
             if node.op_type == "Gather":
                 self._gather_of_split_view(graph, node)
                 continue
+            if node.op_type == "Transpose" and self._unit_transpose(graph, node):
+                continue
             if node.op_type in _RESHAPE_LIKE:
                 self._chain(graph, node)
         if model.opset_imports.get("", 0) >= 13:  # Split with sizes as an input
@@ -568,6 +571,31 @@ class SymbolicShapePass(ir.passes.InPlacePass):
         graph.insert_before(node, new)
         _replace(g, new.outputs[0], graph)
         self.rewrites += 1
+
+    def _unit_transpose(self, graph, node) -> bool:
+        """A Transpose that moves only dims of size 1 keeps the element order: a Reshape
+        (a view for runtimes, and mergeable with neighbouring reshapes)."""
+        x, y = node.inputs[0], node.outputs[0]
+        if x is None or x.shape is None or "perm" not in node.attributes:
+            return False
+        perm = list(node.attributes["perm"].as_ints())
+        if len(perm) != len(x.shape) or perm == sorted(perm):
+            return False
+        moved = [p for p in perm if x.shape[p] != 1]
+        if moved != sorted(moved):
+            return False
+        target = reshape_target(x, [dim_key(x, p) for p in perm])
+        if target is None:
+            return False
+        shape = _initializer(graph, y, target)
+        new = ir.node("Reshape", [x, shape], num_outputs=1)
+        new.outputs[0].shape = ir.Shape([x.shape[p] for p in perm])
+        new.outputs[0].dtype = y.dtype
+        new.outputs[0].name = (y.name or "transposed") + "_reshaped"
+        graph.insert_before(node, new)
+        _replace(y, new.outputs[0], graph)
+        self.rewrites += 1
+        return True
 
     def _chain(self, graph, node) -> None:
         out = node.outputs[0]
