@@ -290,7 +290,7 @@ def exclusions() -> dict[str, str]:
 def main() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
-    levels = [int(a) for a in sys.argv[1:] if a.isdigit()] or [0, 1]
+    levels = [int(a) for a in sys.argv[1:] if a.isdigit()] or [0, 1, 2]
     names = case_names()
     tasks = [(n, lvl) for n in names for lvl in levels]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:

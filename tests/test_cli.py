@@ -33,6 +33,12 @@ def test_convert_json_report(sample_onnx, tmp_path):
     out = report["report"]["outputs"][0]
     assert out["name"] == "probs" and out["max_abs"] < 1e-4
     assert report["nodes_exported"] < report["nodes_imported"]
+    opt = report["optimization"]
+    assert opt["level"] == 1 and opt["nodes_before"] == report["nodes_imported"]
+    # every node the optimiser removed is accounted to a pass
+    net = sum(p["removed"] - p["added"] for p in opt["passes"].values())
+    assert net == opt["nodes_before"] - opt["nodes_after"] > 0
+    assert all(p["runs"] >= 1 for p in opt["passes"].values())
 
 
 def test_verify_fails_with_exit_1_and_per_layer_names_the_first_diverging_layer(

@@ -1,6 +1,6 @@
 """Every case of the ONNX backend test suite that onnxruntime runs correctly on the original,
 on the machine the suite runs on, must still run and match its expected outputs after
-`modelport convert` at -O0 and -O1.
+`modelport convert` at -O0, -O1 and -O2.
 
 Whether onnxruntime runs a case's original correctly is decided per case, at run time, on this
 machine (tests/onnx_backend.py): onnxruntime's coverage differs between machines, so no list
@@ -17,7 +17,7 @@ import pytest
 from tests import onnx_backend
 
 NAMES = onnx_backend.case_names()
-LEVELS = (0, 1)
+LEVELS = (0, 1, 2)
 
 
 def test_the_suite_is_all_there():

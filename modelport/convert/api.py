@@ -39,7 +39,7 @@ def save(model: ir.Model, path: str | os.PathLike, *, opset: int | None = None,
     from modelport.graph_ir.passes import optimize
 
     if level:
-        optimize(model, level)
+        optimize(model, level, target_opset=opset)
     return export(model, path, opset=opset, force=force, external_data=external_data)
 
 

@@ -111,6 +111,9 @@ class ConvertResult:
     seconds: dict[str, float]
     report: Any = None  # VerifyReport when verification ran
     written: bool = True  # False: verification failed and the output was not written
+    # OptimizeReport.to_dict(): level, rounds, node counts, and per pass the nodes it removed
+    # or added and the rewrites it made
+    optimization: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -163,7 +166,7 @@ def convert(
 
     t = time.perf_counter()
     progress.stage(f"optimizing (-O{level})")
-    optimize(model, level)
+    optimization = optimize(model, level, target_opset=opset).to_dict()
     validate(model)
     seconds["optimize"] = time.perf_counter() - t
     trt = None
@@ -210,7 +213,7 @@ def convert(
         opset=result.opset if result else model.opset_imports.get("", 0),
         external_data=result.external_data if result else None, nodes_imported=imported,
         nodes_exported=sum(1 for _ in model.graph.all_nodes()), seconds=seconds,
-        report=report, written=result is not None,
+        report=report, written=result is not None, optimization=optimization,
     )
 
 

@@ -6,14 +6,25 @@ Each module holds one pass or rule family and says in its docstring what it rewr
 - :mod:`.folding`  onnxscript's constant folder
 - :mod:`.fusions`  onnxscript's rewriter rule sets (BatchNorm into Conv, Pad into Conv, ...)
 
+This project's own -O2 passes, for what onnxscript lacks:
+
+- :mod:`.shapes`     symbolic shape arithmetic (Shape/Gather/Slice/Concat chains, Reshape
+                     targets with 0/-1, reshape chains, packed q/k/v selects, Slices to Split)
+- :mod:`.recurrent`  all-zero LSTM/GRU/RNN initial states dropped
+- :mod:`.noops`      Add/Mul/Sub/Div by zero/one constants of any shape, zero Pad, unit Reduce*
+- :mod:`.patterns`   LayerNormalization and opset-20 Gelu from their spelled-out chains
+- :mod:`.conv`       per-channel Mul/Add after Conv folded into it
+- :mod:`.linear`     BatchNormalization after a bias-free MatMul folded into a Gemm
+
 Importer-specific passes (e.g. layout transposes) register themselves with
 :func:`register_pass` and run at the level they ask for.
 """
 
 from modelport.graph_ir.passes.manager import (
     OptimizeReport,
+    PassStats,
     optimize,
     register_pass,
 )
 
-__all__ = ["OptimizeReport", "optimize", "register_pass"]
+__all__ = ["OptimizeReport", "PassStats", "optimize", "register_pass"]

@@ -1,7 +1,10 @@
 """Constant folding: onnxscript's constant folder (evaluates nodes whose inputs are all constant,
 with node-level shape inference), bounded so that folding never materialises large tensors.
 
-Two guards on top of it, both found by running the ONNX backend test suite:
+At -O2, :class:`FoldConstantSplitPass` also folds ``Split`` of a constant, which the folder
+leaves alone because it has several outputs (exporters split fused QKV weights that way).
+
+Two guards on top of the folder, both found by running the ONNX backend test suite:
 - its partial evaluators of sequence ops emit opset-13 forms (Unsqueeze/Split with an axes
   input), so they are skipped on graphs older than opset 13;
 - an evaluator that raises on an unusual node leaves that node unfolded instead of aborting
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import onnx_ir as ir
 
 from modelport._deferred import defer_reference_evaluator
@@ -46,11 +50,67 @@ class GuardedFoldConstantsPass(FoldConstantsPass):
             return None
 
 
-def folding_passes() -> list[ir.passes.PassBase]:
-    return [
+def _split_sizes(node: ir.Node, dim: int) -> list[int] | None:
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        t = node.inputs[1].const_value
+        return None if t is None else [int(v) for v in t.numpy().reshape(-1)]
+    if "split" in node.attributes:
+        return list(node.attributes["split"].as_ints())
+    n = node.attributes.get_int("num_outputs", len(node.outputs))
+    if n <= 0:
+        return None
+    chunk = -(-dim // n)  # the last part takes what is left (opset 18)
+    return [min(chunk, max(0, dim - i * chunk)) for i in range(n)]
+
+
+class FoldConstantSplitPass(ir.passes.InPlacePass):
+    """``Split(constant)`` -> one initializer per output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewrites = 0
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        self.rewrites = 0
+        graph = model.graph
+        for node in list(graph):
+            if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
+                continue
+            data = node.inputs[0].const_value if node.inputs[0] is not None else None
+            if data is None or data.size > INPUT_SIZE_LIMIT:
+                continue
+            if any(o.is_graph_output() for o in node.outputs):
+                continue
+            array = data.numpy()
+            axis = node.attributes.get_int("axis", 0)
+            if not -array.ndim <= axis < array.ndim:
+                continue
+            sizes = _split_sizes(node, array.shape[axis])
+            if sizes is None or len(sizes) != len(node.outputs) or sum(sizes) != array.shape[
+                    axis] or min(sizes) < 0:
+                continue
+            parts = np.split(array, np.cumsum(sizes)[:-1], axis=axis)
+            for out, part in zip(node.outputs, parts):
+                name = f"{out.name or 'split'}_folded"
+                k = 1
+                while name in graph.initializers:
+                    name, k = f"{out.name or 'split'}_folded_{k}", k + 1
+                value = ir.Value(name=name, shape=ir.Shape(part.shape), type=out.type,
+                                 const_value=ir.tensor(np.ascontiguousarray(part), name=name))
+                graph.register_initializer(value)
+                out.replace_all_uses_with(value)
+            self.rewrites += 1
+        return ir.passes.PassResult(model, self.rewrites > 0)
+
+
+def folding_passes(level: int = 1) -> list[ir.passes.PassBase]:
+    passes: list[ir.passes.PassBase] = [
         GuardedFoldConstantsPass(
             shape_inference=True,
             input_size_limit=INPUT_SIZE_LIMIT,
             output_size_limit=OUTPUT_SIZE_LIMIT,
         )
     ]
+    if level >= 2:
+        passes.append(FoldConstantSplitPass())
+    return passes

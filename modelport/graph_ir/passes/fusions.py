@@ -47,24 +47,29 @@ class OpFilteredRewritePass(ir.passes.InPlacePass):
     CNN without changing what it rewrites.
     """
 
-    def __init__(self, rules) -> None:
+    def __init__(self, rules, report_name: str = "rewrite") -> None:
         super().__init__()
         self.rules = list(rules)
+        self.report_name = report_name
+        self.rewrites = 0  # rule applications in the last run
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         present = {(n.domain or "", n.op_type) for n in model.graph.all_nodes()}
         for function in model.functions.values():
             present.update((n.domain or "", n.op_type) for n in function)
         active = [r for r in self.rules if _may_match(r, present)]
+        self.rewrites = 0
         if not active:
             return ir.passes.PassResult(model, False)
-        return rewriter.RewritePass(active)(model)
+        self.rewrites = rewriter.RewriteRuleSet(active).apply_to_model(model)
+        return ir.passes.PassResult(model, bool(self.rewrites))
 
 
 def fusion_passes(level: int, opset: int | None = None) -> list[ir.passes.PassBase]:
     if level < 1 or (opset is not None and opset < MIN_RULES_OPSET):
         return []
-    passes: list[ir.passes.PassBase] = [OpFilteredRewritePass(rewriter._DEFAULT_REWRITE_RULES)]
+    passes: list[ir.passes.PassBase] = [OpFilteredRewritePass(rewriter._DEFAULT_REWRITE_RULES,
+                                                                         "onnxscript-rules")]
     if level >= 2:
-        passes.append(OpFilteredRewritePass(O2_RULES))
+        passes.append(OpFilteredRewritePass(O2_RULES, "onnxscript-rules-O2"))
     return passes

@@ -35,21 +35,74 @@ def register_pass(level: int, name: str | None = None):
 
 
 @dataclasses.dataclass
+class PassStats:
+    """What one pass did over all rounds: nodes it removed and added (net change of the node
+    count per run, summed by sign, counting the nodes it left without a use as removed) and
+    rewrites (rule applications, or values replaced, as the
+    pass counts them; runs that changed the graph for passes that do not count)."""
+
+    runs: int = 0
+    removed: int = 0
+    added: int = 0
+    rewrites: int = 0
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
 class OptimizeReport:
     level: int
     rounds: int = 0
     nodes_before: int = 0
     nodes_after: int = 0
     seconds: float = 0.0
+    passes: dict[str, PassStats] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["passes"] = {k: v for k, v in d["passes"].items()
+                       if v["removed"] or v["added"] or v["rewrites"]}
+        return d
 
 
 def _count(model: ir.Model) -> int:
     return sum(1 for _ in model.graph.all_nodes())
 
 
-def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
-    """Optimise ``model`` in place at ``level`` (0, 1 or 2)."""
+def _pass_name(p: ir.passes.PassBase) -> str:
+    return getattr(p, "report_name", None) or type(p).__name__
+
+
+def _run(p: ir.passes.PassBase, model: ir.Model, report: OptimizeReport) -> bool:
+    stats = report.passes.setdefault(_pass_name(p), PassStats())
+    before = _count(model)
+    start = time.perf_counter()
+    modified = p(model).modified
+    if modified and not isinstance(p, common.RemoveUnusedNodesPass):
+        # the nodes a rewrite leaves without a use are counted as that pass's removals
+        common.RemoveUnusedNodesPass()(model)
+    stats.seconds += time.perf_counter() - start
+    after = _count(model)
+    stats.runs += 1
+    stats.removed += max(0, before - after)
+    stats.added += max(0, after - before)
+    counted = getattr(p, "rewrites", None)
+    stats.rewrites += counted if isinstance(counted, int) else int(modified)
+    return modified
+
+
+TARGET_OPSET_KEY = "modelport.target_opset"
+
+
+def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -> OptimizeReport:
+    """Optimise ``model`` in place at ``level`` (0, 1 or 2).
+
+    ``target_opset``: the opset the model will be written at, when the exporter converts it
+    afterwards; passes that emit newer operators (LayerNormalization, Gelu) hold back when the
+    target cannot express them (they read it from ``model.meta[TARGET_OPSET_KEY]``).
+    """
     report = OptimizeReport(level=level, nodes_before=_count(model))
+    if target_opset is not None:
+        model.meta[TARGET_OPSET_KEY] = target_opset
     start = time.perf_counter()
     if level > 0:
         # Rewrites may replace a graph output's Value with a new one; the output keeps its
@@ -57,22 +110,22 @@ def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
         output_meta = [(v.name, dict(v.metadata_props)) for v in model.graph.outputs]
         _load_project_passes()
         for p in inline_passes():
-            p(model)
+            _run(p, model, report)
         round_passes: list[ir.passes.PassBase] = [
-            *folding_passes(),
+            *folding_passes(level),
             *fusion_passes(level, model.opset_imports.get("")),
-            *(factory() for lvl, _, factory in _REGISTERED if level >= lvl),
+            *(_named(factory(), name) for lvl, name, factory in _REGISTERED if level >= lvl),
             *cleanup_passes(),
         ]
         for rounds in range(1, MAX_ROUNDS + 1):
             changed = False
             for p in round_passes:
-                changed |= p(model).modified
+                changed |= _run(p, model, report)
             report.rounds = rounds
             if not changed:
                 break
         for p in final_passes():
-            p(model)
+            _run(p, model, report)
         # Identity elimination may leave a graph (or subgraph) output that is an input or
         # appears twice; ONNX forbids both, and onnxruntime mis-executes some of them.
         common.OutputFixPass()(model)
@@ -86,6 +139,20 @@ def optimize(model: ir.Model, level: int = 1) -> OptimizeReport:
     return report
 
 
+def _named(p: ir.passes.PassBase, name: str) -> ir.passes.PassBase:
+    if getattr(p, "report_name", None) is None:
+        p.report_name = name  # type: ignore[attr-defined]
+    return p
+
+
 def _load_project_passes() -> None:
     """Import the modules whose passes register themselves (kept lazy: import costs time)."""
-    from modelport.graph_ir.passes import layout  # noqa: F401
+    from modelport.graph_ir.passes import (  # noqa: F401
+        conv,
+        layout,
+        linear,
+        noops,
+        patterns,
+        recurrent,
+        shapes,
+    )
