@@ -25,8 +25,9 @@ from onnx import helper, numpy_helper
 from modelport.errors import InvalidModelError, UnsupportedOpsError
 from modelport.graph_ir import GraphBuilder
 from modelport.importers.registry import LoadOptions
-from modelport.importers.tensorflow import dtypes
+from modelport.importers.tensorflow import control, dtypes
 from modelport.importers.tensorflow import ops as _ops  # noqa: F401 - registers translators
+from modelport.importers.tensorflow.control import FUNCTION_ATTRS, IF_OPS, WHILE_OPS
 from modelport.importers.tensorflow.source import Resource, Source, TensorRef, read_source
 from modelport.importers.tensorflow.table import CONTROL_FLOW, tf_op
 from modelport.importers.tensorflow.tensors import lazy_or_array, shape_of, to_array
@@ -401,8 +402,11 @@ class Translator:
             if nd is None or name in stops:
                 continue
             used.append((nd.op, scope.prefix + name))
-            if nd.op in CALL_OPS:
-                fname = nd.attr["f"].func.name
+            # Functions called (PartitionedCall) or run as bodies (While, If).
+            for key in FUNCTION_ATTRS:
+                if key not in nd.attr or not nd.attr[key].func.name:
+                    continue
+                fname = nd.attr[key].func.name
                 fn = self.source.functions.get(fname)
                 if fn is None:
                     raise InvalidModelError(f"node {name!r} calls function {fname!r}, which the "
@@ -448,6 +452,10 @@ class Translator:
         try:
             if node.op in CALL_OPS:
                 return self.call(node, inputs)
+            if node.op in WHILE_OPS:
+                return control.while_loop(self, node, inputs)
+            if node.op in IF_OPS:
+                return control.if_op(self, node, inputs)
             if node.op == "VarHandleOp":
                 return [self.source.resource(node)]
             if node.op in ("VariableV2", "Variable"):  # TF 1 reference variables
@@ -511,17 +519,19 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
     tr.collect(main, [main.parse(t.tensor)[0] for t in outputs], used, set(), stops)
     flow = {}
     missing = []
-    special = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", *CALL_OPS}
+    special = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", *CALL_OPS,
+               *WHILE_OPS, *IF_OPS}
     for op, name in used:
-        if op in CONTROL_FLOW:
+        if op in CONTROL_FLOW and op not in special and op not in tf_op:
             flow.setdefault(op, []).append(name)
         elif op not in special and op not in tf_op:
             missing.append((op, name))
     if flow:
         raise UnsupportedOpsError(
             flow, path=source.path, kind="TensorFlow control-flow op",
-            hint="loops, conditionals and TensorLists are not supported yet; freeze the model "
-                 "without them (e.g. unroll the RNN) or convert up to them with --output")
+            hint="TF 1 loop frames, Case and TensorArrays are not supported yet; freeze the TF 2 "
+                 "model with convert_variables_to_constants_v2(lower_control_flow=False) to "
+                 "keep functional While/If, or convert up to them with --output")
     if missing:
         tf_op.check(missing, path=source.path,
                     hint="register a translation with `from modelport.importers.tensorflow "

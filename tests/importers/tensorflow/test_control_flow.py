@@ -1,0 +1,92 @@
+"""Control flow: Keras recurrent models (While loops over TensorLists), tf.while_loop with a
+data-dependent trip count, a counter loop with a TensorArray, tf.cond; frozen with functional
+control flow kept (lower_control_flow=False) and saved with model.export(); converted where
+TensorFlow cannot be imported and compared with TensorFlow (rtol=1e-3, atol=1e-4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.importers.tensorflow import models as M
+from tests.importers.tensorflow.conftest import convert_without_tensorflow
+from tests.oracles import assert_close, run_onnx
+
+RECURRENT = ["lstm", "gru", "simple_rnn", "bidirectional", "stacked"]
+FUNCTIONAL = [f"{n}_functional" for n in RECURRENT] + [f"{n}_export" for n in RECURRENT] + [
+    "while_data_dependent", "while_counter_tensorarray", "cond_on_input"]
+
+
+@pytest.fixture(scope="module")
+def flow(tf, tmp_path_factory):
+    import keras
+
+    folder = tmp_path_factory.mktemp("tf_flow")
+    cases: dict[str, M.Case] = {}
+    for i, (name, model) in enumerate(M.recurrent(keras).items()):
+        M.randomize(model, 20 + i)
+        feeds = M.rng_inputs(30 + i, (3, 6, 5))
+        cases[f"{name}_functional"] = M.keras_frozen(f"{name}_functional", model, feeds, folder,
+                                                     lower=False)
+        cases[f"{name}_export"] = M.keras_export(f"{name}_export", model, feeds, folder)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    cases["while_data_dependent"] = M.frozen_case(
+        "while_data_dependent", M.while_loop_fn(tf), [x], folder, lower=False)
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    cases["while_counter_tensorarray"] = M.frozen_case(
+        "while_counter_tensorarray", M.counter_loop_fn(tf), [x], folder, lower=False)
+    for flag in (1.0, -1.0):
+        key = "cond_on_input" if flag > 0 else "cond_on_input_else"
+        x = rng.standard_normal((2, 3)).astype(np.float32)
+        cases[key] = M.frozen_case(key, M.cond_fn(tf), [x, np.asarray(flag, np.float32)],
+                                   folder, lower=False)
+    jobs = [{"name": c.name, "src": c.src, "out": str(folder / f"{c.name}.onnx"),
+             "options": c.options} for c in cases.values()]
+    results = convert_without_tensorflow(jobs, folder)
+    return {"cases": cases, "results": results, "folder": folder}
+
+
+def _check(flow, name):
+    case = flow["cases"][name]
+    assert flow["results"][name] == "ok", flow["results"][name]
+    got = run_onnx(flow["folder"] / f"{name}.onnx", case.feeds)
+    assert set(got) == set(case.expected), (sorted(got), sorted(case.expected))
+    for key, want in case.expected.items():
+        assert_close(got[key], want, case.rtol, case.atol, name=f"{name}:{key}")
+
+
+@pytest.mark.parametrize("name", FUNCTIONAL)
+def test_matches_tensorflow(flow, name):
+    _check(flow, name)
+
+
+def test_cond_else_branch(flow):
+    _check(flow, "cond_on_input_else")
+
+
+def _ops(path) -> list[str]:
+    model = onnx.load(path, load_external_data=False)
+    return [n.op_type for n in model.graph.node]
+
+
+def test_keras_loops_become_loop_with_static_trip_count(flow):
+    """A Keras LSTM is one ONNX Loop whose trip count M is the constant 6 (the steps)."""
+    model = onnx.load(flow["folder"] / "lstm_functional.onnx", load_external_data=False)
+    loops = [n for n in model.graph.node if n.op_type == "Loop"]
+    assert len(loops) == 1
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = onnx.numpy_helper.to_array(n.attribute[0].t)
+    assert int(consts[loops[0].input[0]]) == 6
+    assert loops[0].input[1] == ""  # no condition: the counters' bound is M
+    assert "TensorList" not in " ".join(_ops(flow["folder"] / "stacked_functional.onnx"))
+    assert _ops(flow["folder"] / "cond_on_input.onnx").count("If") == 1
+
+
+def test_data_dependent_loop_keeps_its_condition(flow):
+    model = onnx.load(flow["folder"] / "while_data_dependent.onnx", load_external_data=False)
+    (loop,) = [n for n in model.graph.node if n.op_type == "Loop"]
+    assert loop.input[1] != ""
