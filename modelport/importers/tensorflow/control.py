@@ -64,19 +64,21 @@ def _is_one(resolved) -> bool:
         float(np.asarray(resolved[1]).reshape(-1)[0]) == 1
 
 
-def _is_counter(scope, ret: str, arg: str) -> bool:
-    """Whether the body returns ``arg + 1`` for this loop variable."""
+def _is_counter(scope, ret: str, keys: set[str]) -> bool:
+    """Whether the body returns ``arg + 1`` for the loop variable named by ``keys``."""
     r = _resolve(scope, ret)
     if r is None or r[0] != "node" or r[1].op not in ("AddV2", "Add"):
         return False
     a, b = (_resolve(scope, x) for x in r[1].input[:2])
-    return (a == ("arg", arg) and _is_one(b)) or (b == ("arg", arg) and _is_one(a))
+    return (a is not None and a[0] == "arg" and a[1] in keys and _is_one(b)) or \
+        (b is not None and b[0] == "arg" and b[1] in keys and _is_one(a))
 
 
-def _bounds(scope, ret: str, args: list[str], counters: set[int]):
-    """The (counter index, bound) conjuncts of a condition, and whether that is all of it.
+def _bounds(scope, ret: str, index: dict[str, int], counters: set[int]):
+    """The (counter position, bound) conjuncts of a condition, and whether that is all of it.
 
-    A bound is ("arg", index) or ("const", array)."""
+    ``index`` maps the condition's argument names to loop-variable positions; a bound is
+    ("arg", position) or ("const", array)."""
     leaves, complete = [], True
 
     def walk(ref):
@@ -94,10 +96,10 @@ def _bounds(scope, ret: str, args: list[str], counters: set[int]):
             lo, hi = (_resolve(scope, x) for x in nd.input[:2])
             if nd.op == "Greater":
                 lo, hi = hi, lo
-            if lo is not None and lo[0] == "arg" and args.index(lo[1]) in counters and \
-                    hi is not None and hi[0] in ("arg", "const"):
-                bound = ("arg", args.index(hi[1])) if hi[0] == "arg" else hi
-                leaves.append((args.index(lo[1]), bound))
+            if lo is not None and lo[0] == "arg" and index.get(lo[1]) in counters and \
+                    hi is not None and (hi[0] == "const" or (hi[0] == "arg" and hi[1] in index)):
+                bound = ("arg", index[hi[1]]) if hi[0] == "arg" else hi
+                leaves.append((index[lo[1]], bound))
                 return
         complete = False
 
@@ -158,27 +160,58 @@ def _as_bool_scalar(ctx, value: ir.Value) -> ir.Value:
 
 # ---- While -------------------------------------------------------------------------------------
 
+class LoopSpec:
+    """A loop to translate, whatever wrote it (a functional While, a TF 1 frame).
+
+    ``body_keys[k]`` / ``cond_keys[k]``: the names loop variable ``k`` has in the body / the
+    condition (a TF 1 frame reads a variable under two names: ``Switch:1`` and ``Identity``);
+    ``body_scope(prefix, values)`` / ``cond_scope(...)``: a scope binding them to ``values``;
+    ``body_rets[k]``: what the body returns for it; ``cond_ret``: the condition."""
+
+    def __init__(self, name, body_scope, body_keys, body_rets, cond_scope, cond_keys, cond_ret,
+                 shapes=None):
+        self.name = name
+        self.body_scope, self.body_keys, self.body_rets = body_scope, body_keys, body_rets
+        self.cond_scope, self.cond_keys, self.cond_ret = cond_scope, cond_keys, cond_ret
+        self.shapes = shapes or [None] * len(body_rets)
+
+
 def while_loop(tr, node, inputs: list) -> list:
     from modelport.importers.tensorflow.load import function_scope
 
-    ctx, b = tr.ctx, tr.ctx.b
     body_fn, cond_fn = _function(tr, node, "body"), _function(tr, node, "cond")
     args = [a.name for a in body_fn.signature.input_arg]
     rets = [body_fn.ret[a.name] for a in body_fn.signature.output_arg]
-    n = len(inputs)
-    if len(args) != n or len(rets) != n:
-        raise ctx.fail("its body's signature does not match its inputs")
-    plain = function_scope(body_fn, "", [])
-    invariant = [_resolve(plain, rets[k]) == ("arg", args[k]) for k in range(n)]
-    counters = {k for k in range(n) if not invariant[k] and isinstance(inputs[k], ir.Value)
-                and _is_counter(plain, rets[k], args[k])}
-    cond_plain = function_scope(cond_fn, "", [])
     cond_args = [a.name for a in cond_fn.signature.input_arg]
-    cond_ret = cond_fn.ret[cond_fn.signature.output_arg[0].name]
-    leaves, complete = _bounds(cond_plain, cond_ret, cond_args, counters)
-    leaves = [(j, bd) for j, bd in leaves if bd[0] == "const" or invariant[bd[1]]]
+    if len(args) != len(inputs) or len(rets) != len(inputs) or len(cond_args) != len(inputs):
+        raise tr.ctx.fail("its body's signature does not match its inputs")
     shapes = [shape_of(s) for s in node.attr("output_shapes").list.shape] \
-        if node.has("output_shapes") else [None] * n
+        if node.has("output_shapes") else None
+    spec = LoopSpec(
+        node.name, lambda prefix, values: function_scope(body_fn, prefix, values),
+        [[a] for a in args], rets,
+        lambda prefix, values: function_scope(cond_fn, prefix, values),
+        [[a] for a in cond_args], cond_fn.ret[cond_fn.signature.output_arg[0].name], shapes)
+    return build_loop(tr, spec, inputs)
+
+
+def _run(tr, scope, rets: list[str]) -> list:
+    tr.run(scope, [p[0] for p in (scope.parse(r) for r in rets) if p and p[1] != -1])
+    return [tr.value(scope, r) for r in rets]
+
+
+def build_loop(tr, spec: LoopSpec, inputs: list) -> list:
+    ctx, b = tr.ctx, tr.ctx.b
+    name, n = spec.name, len(inputs)
+    plain = spec.body_scope("", [None] * n)
+    invariant = [(r := _resolve(plain, spec.body_rets[k])) is not None and r[0] == "arg"
+                 and r[1] in spec.body_keys[k] for k in range(n)]
+    counters = {k for k in range(n) if not invariant[k] and isinstance(inputs[k], ir.Value)
+                and _is_counter(plain, spec.body_rets[k], set(spec.body_keys[k]))}
+    cond_plain = spec.cond_scope("", [None] * n)
+    cond_index = {key: k for k, keys in enumerate(spec.cond_keys) for key in keys}
+    leaves, complete = _bounds(cond_plain, spec.cond_ret, cond_index, counters)
+    leaves = [(j, bd) for j, bd in leaves if bd[0] == "const" or invariant[bd[1]]]
 
     # The trip count, from the counters' bounds.
     trip = None
@@ -194,63 +227,66 @@ def while_loop(tr, node, inputs: list) -> list:
     use_cond = not (complete and leaves)
     cond_init = None
     if use_cond:
-        cond_init = _as_bool_scalar(ctx, _run_function(tr, cond_fn, node.name + "/cond/",
-                                                       list(inputs))[0])
+        scope = spec.cond_scope(name + "/cond/", list(inputs))
+        cond_init = _as_bool_scalar(ctx, _run(tr, scope, [spec.cond_ret])[0])
 
     # The body.
-    iter_in = ir.Value(name=b.unique_name(f"{node.name}/iteration"),
+    iter_in = ir.Value(name=b.unique_name(f"{name}/iteration"),
                        type=ir.TensorType(ir.DataType.INT64), shape=ir.Shape([]))
-    cond_in = ir.Value(name=b.unique_name(f"{node.name}/cond_in"),
+    cond_in = ir.Value(name=b.unique_name(f"{name}/cond_in"),
                        type=ir.TensorType(ir.DataType.BOOL), shape=ir.Shape([]))
-    graph = ir.Graph([iter_in, cond_in], [], nodes=[], name=b.unique_name(f"{node.name}/body"))
+    graph = ir.Graph([iter_in, cond_in], [], nodes=[], name=b.unique_name(f"{name}/body"))
     bound_args, carried, lists = [], [], []
     for k, x in enumerate(inputs):
+        label = spec.body_keys[k][0]
         if invariant[k]:
             bound_args.append(x)
         elif isinstance(x, TList):
             bound_args.append(BodyList(k, x))
             lists.append(k)
         elif isinstance(x, ir.Value):
-            dims = shapes[k] if k < len(shapes) and shapes[k] is not None else ctx.shape(x)
-            v = ir.Value(name=b.unique_name(f"{node.name}/{args[k]}"), type=x.type,
+            dims = spec.shapes[k] if k < len(spec.shapes) and spec.shapes[k] is not None \
+                else ctx.shape(x)
+            v = ir.Value(name=b.unique_name(f"{name}/{label}"), type=x.type,
                          shape=None if dims is None else ir.Shape(
                              [d if d is not None and d >= 0 else None for d in dims]))
             graph.inputs.append(v)
             bound_args.append(v)
             carried.append(k)
         else:
-            raise ctx.fail(f"loop variable {k} ({args[k]}) changes in the loop and is not a "
+            raise ctx.fail(f"loop variable {k} ({label}) changes in the loop and is not a "
                            "tensor or a TensorList")
     with b.into(graph):
-        outs = _run_function(tr, body_fn, node.name + "/body/", bound_args)
+        outs = _run(tr, spec.body_scope(name + "/body/", bound_args), spec.body_rets)
         if use_cond:
             cond_bound = [outs[k] if not invariant[k] else inputs[k] for k in range(n)]
-            cond_out = _as_bool_scalar(ctx, _run_function(
-                tr, cond_fn, node.name + "/body/cond/", cond_bound)[0])
+            cond_out = _as_bool_scalar(ctx, _run(
+                tr, spec.cond_scope(name + "/body/cond/", cond_bound), [spec.cond_ret])[0])
         else:
             cond_out = ctx.const(np.asarray(True), "true")
         graph.outputs.append(_own(ctx, graph, cond_out))
         for k in carried:
             if not isinstance(outs[k], ir.Value):
-                raise ctx.fail(f"loop variable {k} ({args[k]}) is a tensor before the loop "
-                               "and not after an iteration")
+                raise ctx.fail(f"loop variable {k} ({spec.body_keys[k][0]}) is a tensor before "
+                               "the loop and not after an iteration")
             graph.outputs.append(_own(ctx, graph, outs[k]))
         scans = []
         for k in lists:
             out = outs[k]
+            label = spec.body_keys[k][0]
             if not isinstance(out, BodyList) or out.slot != k or out.item is None:
-                raise ctx.fail(f"TensorList loop variable {k} ({args[k]}) is not written once "
-                               "per iteration (not supported)")
+                raise ctx.fail(f"list loop variable {k} ({label}) is not written once per "
+                               "iteration (not supported)")
             last = _iteration_index(ctx, out.index, graph, inputs, carried, counters)
             if last is None:
-                raise ctx.fail(f"TensorList loop variable {k} ({args[k]}) is written at an "
-                               "index that is neither the iteration number nor a constant")
+                raise ctx.fail(f"list loop variable {k} ({label}) is written at an index that "
+                               "is neither the iteration number nor a constant")
             graph.outputs.append(_own(ctx, graph, out.item))
             scans.append((k, last, out.item))
     _no_sources(graph)
 
     count = len(carried) + len(scans)
-    with b.layer(node.name):
+    with b.layer(name):
         result = b.op("Loop", trip, cond_init, *[inputs[k] for k in carried],
                       outputs=max(count, 1), body=graph)
     loop_outs = [result] if max(count, 1) == 1 else list(result)
@@ -263,7 +299,7 @@ def while_loop(tr, node, inputs: list) -> list:
         out.shape = None if item.shape is None else ir.Shape([None, *item.shape.dims])
         stacked = last_element_list(ctx, out) if last else out
         values[k] = TList(stacked, element_shape=inputs[k].element_shape, dtype=inputs[k].dtype)
-    b.layer_returns(node.name, [v for v in values if isinstance(v, ir.Value)])
+    b.layer_returns(name, [v for v in values if isinstance(v, ir.Value)])
     return values
 
 
@@ -272,6 +308,8 @@ def _iteration_index(ctx, index, graph, inputs, carried, counters):
     (the list keeps the last element written), None otherwise."""
     if ctx.const_array(index) is not None:
         return True
+    while index.producer() is not None and index.producer().op_type == "Identity":
+        index = index.producer().inputs[0]
     if index in graph.inputs:
         k = carried[graph.inputs.index(index) - 2]
         init = ctx.const_array(inputs[k])
@@ -314,3 +352,238 @@ def if_op(tr, node, inputs: list) -> list:
                                                                       e.shape.dims)])
     b.layer_returns(node.name, outs)
     return outs
+
+
+# ---- TF 1 control flow: loop frames and cond ---------------------------------------------------
+
+FRAME_OP = "_ModelportTF1Loop"  # what a TF 1 loop frame is rewritten to (see rewrite_tf1)
+COND_OP = "_ModelportTF1Cond"  # what a TF 1 cond's Merge is rewritten to
+ENTER_OPS = ("Enter", "RefEnter")
+MERGE_OPS = ("Merge", "RefMerge")
+SWITCH_OPS = ("Switch", "RefSwitch")
+
+
+def _graph_ref(ref: str) -> tuple[str, int]:
+    name, sep, idx = ref.rpartition(":")
+    return (name, int(idx)) if sep and idx.isdigit() else (ref, 0)
+
+
+class Frame:
+    """A TF 1 while loop: Enter -> Merge -> Switch(LoopCond) -> body -> NextIteration -> Merge,
+    Switch:0 -> Exit."""
+
+    def __init__(self, name, nodes, variables, constants, cond_ret):
+        self.name, self.nodes = name, nodes
+        self.variables = variables  # [(enter, merge, switch, next_iteration)]
+        self.constants = constants  # [enter] with is_constant
+        self.cond_ret = cond_ret
+
+    def scope(self, prefix, values, cond: bool):
+        from modelport.importers.tensorflow.load import Scope
+
+        args = {}
+        for keys, v in zip(self.keys(cond), values):
+            for key in keys:
+                args[key] = v
+        return Scope(self.nodes, prefix, args, function=True)
+
+    def keys(self, cond: bool) -> list[list[str]]:
+        keys = [[m.name, f"{m.name}:0"] if cond else [f"{s.name}:1"]
+                for _, m, s, _ in self.variables]
+        return keys + [[c.name, f"{c.name}:0"] for c in self.constants]
+
+    def spec(self, name: str) -> LoopSpec:
+        rets = [nx.input[0] for _, _, _, nx in self.variables] + [c.name for c in self.constants]
+        return LoopSpec(name, lambda p, v: self.scope(p, v, False), self.keys(False), rets,
+                        lambda p, v: self.scope(p, v, True), self.keys(True), self.cond_ret)
+
+    def collect_roots(self) -> list[tuple[object, list[str]]]:
+        body = self.scope("", [None] * len(self.keys(False)), False)
+        cond = self.scope("", [None] * len(self.keys(True)), True)
+        rets = [nx.input[0] for _, _, _, nx in self.variables]
+        return [(body, rets), (cond, [self.cond_ret])]
+
+
+class Cond:
+    """A TF 1 cond: a Merge of two branches fed by Switches on one predicate."""
+
+    def __init__(self, nodes, pred: str, switches: list[str], then_ref: str, else_ref: str):
+        self.nodes, self.pred, self.switches = nodes, pred, switches
+        self.then_ref, self.else_ref = then_ref, else_ref
+
+    def scope(self, prefix, values, side: int):
+        from modelport.importers.tensorflow.load import Scope
+
+        args = {}
+        for s, v in zip(self.switches, values):
+            keys = [f"{s}:1"] if side else [s, f"{s}:0"]
+            for key in keys:
+                args[key] = v
+        return Scope(self.nodes, prefix, args, function=True)
+
+    def collect_roots(self):
+        blank = [None] * len(self.switches)
+        return [(self.scope("", blank, 1), [self.then_ref]),
+                (self.scope("", blank, 0), [self.else_ref])]
+
+
+def rewrite_tf1(nodes: dict, path: str | None = None) -> tuple[dict, dict]:
+    """Replace TF 1 loop frames and conds by single nodes the translator knows.
+
+    Returns the new node map and {node name: Frame or Cond}. Each frame becomes a node
+    ``FRAME_OP`` whose inputs are what enters the frame (loop variables, then constants), and
+    each Exit an Identity of one of its outputs; each cond Merge becomes a node ``COND_OP``
+    (same name) whose inputs are the predicate and the tensors its branches' Switches pass."""
+    if not any(nd.op in ENTER_OPS or nd.op in SWITCH_OPS for nd in nodes.values()):
+        return nodes, {}
+    nodes = dict(nodes)
+    consumers: dict[str, list] = {}
+    for nd in nodes.values():
+        for ref in nd.input:
+            if not ref.startswith("^"):
+                name, idx = _graph_ref(ref)
+                consumers.setdefault(name, []).append((nd, idx))
+    special: dict = {}
+    frames: dict[str, list] = {}
+    for nd in nodes.values():
+        if nd.op in ENTER_OPS:
+            frames.setdefault(nd.attr["frame_name"].s.decode(), []).append(nd)
+    loop_switches: set[str] = set()
+    loop_merges: set[str] = set()
+    for fname, enters in frames.items():
+        variables, constants, cond_ret = [], [], None
+        for enter in enters:
+            if enter.attr["is_constant"].b:
+                constants.append(enter)
+                continue
+            merges = [c for c, _ in consumers.get(enter.name, []) if c.op in MERGE_OPS]
+            if len(merges) != 1:
+                raise _frame_error(path, fname, f"Enter {enter.name!r} does not feed one Merge")
+            merge = merges[0]
+            others = [_graph_ref(r)[0] for r in merge.input if not r.startswith("^")
+                      and _graph_ref(r)[0] != enter.name]
+            nxt = nodes.get(others[0]) if len(others) == 1 else None
+            switches = [c for c, _ in consumers.get(merge.name, []) if c.op in SWITCH_OPS]
+            if nxt is None or "NextIteration" not in nxt.op or len(switches) != 1:
+                raise _frame_error(path, fname, f"Merge {merge.name!r} is not a loop variable's")
+            switch = switches[0]
+            loop_cond = nodes.get(_graph_ref(switch.input[1])[0])
+            if loop_cond is None or loop_cond.op != "LoopCond":
+                raise _frame_error(path, fname, f"Switch {switch.name!r} is not on a LoopCond")
+            cond_ret = loop_cond.input[0]
+            variables.append((enter, merge, switch, nxt))
+            loop_switches.add(switch.name)
+            loop_merges.add(merge.name)
+        if cond_ret is None:
+            raise _frame_error(path, fname, "no loop variable")
+        frame = Frame(fname, nodes, variables, constants, cond_ret)
+        loop_name = f"{fname}/modelport_loop"
+        loop = type(enters[0])()
+        loop.name, loop.op = loop_name, FRAME_OP
+        loop.input.extend([e.input[0] for e, _, _, _ in variables] +
+                          [c.input[0] for c in constants])
+        nodes[loop_name] = loop
+        special[loop_name] = frame
+        for k, (_, _, switch, _) in enumerate(variables):
+            for c, idx in consumers.get(switch.name, []):
+                if c.op in ("Exit", "RefExit") and idx == 0:
+                    exit_ = type(c)()
+                    exit_.name, exit_.op = c.name, "Identity"
+                    exit_.input.append(f"{loop_name}:{k}")
+                    nodes[c.name] = exit_
+    for merge in [nd for nd in nodes.values() if nd.op in MERGE_OPS
+                  and nd.name not in loop_merges]:
+        cond = _cond_of(nodes, merge, loop_switches, path)
+        node = type(merge)()
+        node.name, node.op = merge.name, COND_OP
+        node.input.extend([cond.pred] + [nodes[s].input[0] for s in cond.switches])
+        nodes[merge.name] = node
+        special[merge.name] = cond
+    return nodes, special
+
+
+def _frame_error(path, frame: str, what: str):
+    from modelport.errors import InvalidModelError
+
+    return InvalidModelError(f"TF 1 loop frame {frame!r} has a form not supported: {what}",
+                             path=path)
+
+
+def _pred_of(nodes, ref: str) -> str:
+    for _ in range(64):
+        name, idx = _graph_ref(ref)
+        nd = nodes.get(name)
+        if nd is None or nd.op != "Identity" or idx != 0:
+            return f"{name}:{idx}"
+        ref = nd.input[0]
+    return ref
+
+
+def _cond_of(nodes, merge, loop_switches, path) -> Cond:
+    from modelport.errors import InvalidModelError
+
+    data = [r for r in merge.input if not r.startswith("^")]
+    if len(data) != 2:
+        raise InvalidModelError(f"Merge {merge.name!r} has {len(data)} inputs; a TF 1 cond "
+                                "merges two", path=path)
+    reached = []  # per input: {pred: {(switch, side)}}
+    for ref in data:
+        found: dict[str, set] = {}
+        seen, stack = set(), [_graph_ref(ref)]
+        while stack:
+            name, idx = stack.pop()
+            if (name, idx) in seen or len(seen) > 100000:
+                continue
+            seen.add((name, idx))
+            nd = nodes.get(name)
+            if nd is None:
+                continue
+            if nd.op in SWITCH_OPS and name not in loop_switches:
+                found.setdefault(_pred_of(nodes, nd.input[1]), set()).add((name, idx))
+                stack.append(_graph_ref(nd.input[0]))
+                continue
+            for r in nd.input:
+                if not r.startswith("^"):
+                    stack.append(_graph_ref(r))
+        reached.append(found)
+    for pred in list(reached[0]) + list(reached[1]):
+        sides = [{s for _, s in r.get(pred, ())} for r in reached]
+        if any(len(s) > 1 for s in sides):
+            continue
+        a, b = (next(iter(s)) if s else None for s in sides)
+        if a is None and b is None or a == b:
+            continue
+        a = 1 - b if a is None else a
+        switches = sorted({sw for r in reached for sw, _ in r.get(pred, ())})
+        then_ref, else_ref = (data[0], data[1]) if a == 1 else (data[1], data[0])
+        return Cond(nodes, pred, switches, then_ref, else_ref)
+    raise InvalidModelError(f"Merge {merge.name!r} is not the end of a TF 1 cond that modelport "
+                            "recognises (two branches of Switches on one predicate)", path=path)
+
+
+def tf1_loop(tr, node, inputs: list, frame: Frame) -> list:
+    return build_loop(tr, frame.spec(node.name.rsplit("/modelport_loop", 1)[0]), inputs)
+
+
+def tf1_cond(tr, node, inputs: list, cond: Cond) -> list:
+    ctx, b = tr.ctx, tr.ctx.b
+    pred, values = _as_bool_scalar(ctx, inputs[0]), inputs[1:]
+    branches = []
+    for label, side, ref in (("then", 1, cond.then_ref), ("else", 0, cond.else_ref)):
+        graph = ir.Graph([], [], nodes=[], name=b.unique_name(f"{node.name}/{label}"))
+        with b.into(graph):
+            (out,) = _run(tr, cond.scope(f"{node.name}/{label}/", values, side), [ref])
+            if not isinstance(out, ir.Value):
+                raise ctx.fail(f"its {label} branch does not give a tensor (not supported)")
+            graph.outputs.append(_own(ctx, graph, out))
+        _no_sources(graph)
+        branches.append(graph)
+    with b.layer(node.name):
+        out = b.op("If", pred, then_branch=branches[0], else_branch=branches[1])
+    t, e = branches[0].outputs[0], branches[1].outputs[0]
+    out.type = t.type or e.type
+    if t.shape is not None and e.shape is not None and len(t.shape) == len(e.shape):
+        out.shape = ir.Shape([x if x == y else None for x, y in zip(t.shape.dims, e.shape.dims)])
+    # Merge's second output: the index of the branch taken.
+    index = ctx.op("Cast", pred, to=int(ir.DataType.INT32))
+    return [out, index]

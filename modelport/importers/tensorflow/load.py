@@ -393,6 +393,7 @@ class Translator:
         self.source = source
         self.options = options
         self.ctx = ctx
+        self.tf1: dict = {}  # TF 1 loop frames and conds, by the node that stands for them
 
     # -- checking every op first -----------------------------------------------------------------
     def collect(self, scope: Scope, wanted: list[str], used: list, seen_fn: set,
@@ -402,6 +403,11 @@ class Translator:
             if nd is None or name in stops:
                 continue
             used.append((nd.op, scope.prefix + name))
+            if nd.op in (control.FRAME_OP, control.COND_OP):  # TF 1 loops and conds
+                for inner, rets in self.tf1[name].collect_roots():
+                    roots = [p[0] for p in (inner.parse(r) for r in rets) if p and p[1] != -1]
+                    self.collect(inner, roots, used, seen_fn, set())
+                continue
             # Functions called (PartitionedCall) or run as bodies (While, If).
             for key in FUNCTION_ATTRS:
                 if key not in nd.attr or not nd.attr[key].func.name:
@@ -456,6 +462,10 @@ class Translator:
                 return control.while_loop(self, node, inputs)
             if node.op in IF_OPS:
                 return control.if_op(self, node, inputs)
+            if node.op == control.FRAME_OP:
+                return control.tf1_loop(self, node, inputs, self.tf1[node.nd.name])
+            if node.op == control.COND_OP:
+                return control.tf1_cond(self, node, inputs, self.tf1[node.nd.name])
             if node.op == "VarHandleOp":
                 return [self.source.resource(node)]
             if node.op in ("VariableV2", "Variable"):  # TF 1 reference variables
@@ -499,7 +509,8 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
     b = GraphBuilder(source.name)
     ctx = Context(b, source, options)
     tr = Translator(source, options, ctx)
-    main = Scope(source.nodes, "")
+    nodes, tr.tf1 = control.rewrite_tf1(source.nodes, source.path)
+    main = Scope(nodes, "")
 
     inputs = source.inputs  # list[TensorRef]
     outputs = source.outputs
@@ -507,8 +518,8 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
 
     needed = set(_order(main, [main.parse(t.tensor)[0] for t in outputs], stops))
     inputs = [t for t in inputs if main.parse(t.tensor)[0] in needed]
-    undefined = sorted({main.parse(r)[0] for n in needed if n in source.nodes
-                        for r in source.nodes[n].input if not r.startswith("^")} - set(source.nodes))
+    undefined = sorted({main.parse(r)[0] for n in needed if n in nodes
+                        for r in nodes[n].input if not r.startswith("^")} - set(nodes))
     if undefined:
         raise InvalidModelError(
             f"nodes read {len(undefined)} tensors that the graph does not define "
@@ -520,7 +531,7 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
     flow = {}
     missing = []
     special = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", *CALL_OPS,
-               *WHILE_OPS, *IF_OPS}
+               *WHILE_OPS, *IF_OPS, control.FRAME_OP, control.COND_OP}
     for op, name in used:
         if op in CONTROL_FLOW and op not in special and op not in tf_op:
             flow.setdefault(op, []).append(name)

@@ -137,3 +137,72 @@ def last_element_list(ctx, scan: ir.Value) -> ir.Value:
     """The last row of a scan output, kept as a 1-element list (axis 0 of length 1)."""
     return ctx.op("Slice", scan, ctx.ints([-1], "start"), ctx.ints([INT64_MAX], "end"),
                   ctx.ints([0], "axes"))
+
+
+# ---- TensorArrays (TF 1): the flow tensor carries the list, the handle only names it -----------
+
+class TAHandle:
+    """A TensorArrayV3 handle: the elements travel with its flow tensor (a :class:`TList`)."""
+
+
+def _is_arange(ctx, indices: ir.Value) -> bool:
+    arr = ctx.const_array(indices)
+    if arr is not None:
+        arr = np.asarray(arr).reshape(-1)
+        return bool((arr == np.arange(arr.size)).all())
+    node = indices.producer()
+    if node is not None and node.op_type == "Cast":
+        return _is_arange(ctx, node.inputs[0])
+    if node is None or node.op_type != "Range":
+        return False
+    start, delta = (ctx.const_array(node.inputs[i]) for i in (0, 2))
+    return start is not None and delta is not None and int(start) == 0 and int(delta) == 1
+
+
+@tf_op("TensorArrayV3")
+def tensor_array(ctx, node, inputs):
+    from modelport.importers.tensorflow.tensors import shape_of
+
+    shape = shape_of(node.attr("element_shape").shape) if node.has("element_shape") else None
+    if node.b("dynamic_size"):
+        raise ctx.fail("is a TensorArray of dynamic size (not supported)")
+    return [TAHandle(), TList(None, length=inputs[0], element_shape=shape,
+                              dtype=node.type("dtype"))]
+
+
+@tf_op("TensorArrayScatterV3")
+def tensor_array_scatter(ctx, node, inputs):
+    _, indices, value, _ = inputs
+    if not _is_arange(ctx, indices):
+        raise ctx.fail("scatters at indices other than 0, 1, 2, ... (not supported)")
+    return TList(value, dtype=node.type("T"))
+
+
+@tf_op("TensorArrayReadV3")
+def tensor_array_read(ctx, node, inputs):
+    _, index, flow = inputs
+    return get_item(ctx, node, [flow, index])
+
+
+@tf_op("TensorArrayWriteV3")
+def tensor_array_write(ctx, node, inputs):
+    _, index, value, flow = inputs
+    return set_item(ctx, node, [flow, index, value])
+
+
+@tf_op("TensorArrayGatherV3")
+def tensor_array_gather(ctx, node, inputs):
+    _, indices, flow = inputs
+    lst = _list(ctx, flow)
+    if isinstance(lst, BodyList):
+        raise ctx.fail("gathers from a TensorArray inside the loop that writes it (not "
+                       "supported)")
+    tensor = _stacked(ctx, lst)
+    if _is_arange(ctx, indices):
+        return tensor
+    return ctx.op("Gather", tensor, int64(ctx, indices), axis=0)
+
+
+@tf_op("TensorArraySizeV3")
+def tensor_array_size(ctx, node, inputs):
+    return length(ctx, node, [inputs[1]])
