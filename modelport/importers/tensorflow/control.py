@@ -200,7 +200,10 @@ def _run(tr, scope, rets: list[str]) -> list:
     return [tr.value(scope, r) for r in rets]
 
 
-def build_loop(tr, spec: LoopSpec, inputs: list) -> list:
+def build_loop(tr, spec: LoopSpec, inputs: list, layer: str | None = "") -> list:
+    """The ONNX Loop of ``spec``; the values of the loop variables after it. ``layer``: the
+    source layer of the Loop node (default: the spec's name; None for a TF 1 frame, whose
+    values TensorFlow shows at its Exit nodes)."""
     ctx, b = tr.ctx, tr.ctx.b
     name, n = spec.name, len(inputs)
     plain = spec.body_scope("", [None] * n)
@@ -286,7 +289,8 @@ def build_loop(tr, spec: LoopSpec, inputs: list) -> list:
     _no_sources(graph)
 
     count = len(carried) + len(scans)
-    with b.layer(name):
+    layer = name if layer == "" else layer
+    with b.layer(layer):
         result = b.op("Loop", trip, cond_init, *[inputs[k] for k in carried],
                       outputs=max(count, 1), body=graph)
     loop_outs = [result] if max(count, 1) == 1 else list(result)
@@ -299,7 +303,17 @@ def build_loop(tr, spec: LoopSpec, inputs: list) -> list:
         out.shape = None if item.shape is None else ir.Shape([None, *item.shape.dims])
         stacked = last_element_list(ctx, out) if last else out
         values[k] = TList(stacked, element_shape=inputs[k].element_shape, dtype=inputs[k].dtype)
-    b.layer_returns(name, [v for v in values if isinstance(v, ir.Value)])
+    if layer:
+        # Compared positionally with the op's outputs: up to the first that is no tensor.
+        tensors = []
+        for v in values:
+            if not isinstance(v, ir.Value):
+                break
+            tensors.append(v)
+        if tensors:
+            b.layer_returns(layer, tensors)
+        else:
+            b.layer_has_no_value(layer, "its outputs are TensorLists")
     return values
 
 
@@ -536,7 +550,7 @@ def _cond_of(nodes, merge, loop_switches, path) -> Cond:
                 continue
             seen.add((name, idx))
             nd = nodes.get(name)
-            if nd is None:
+            if nd is None or "NextIteration" in nd.op:  # not along a loop's back edge
                 continue
             if nd.op in SWITCH_OPS and name not in loop_switches:
                 found.setdefault(_pred_of(nodes, nd.input[1]), set()).add((name, idx))
@@ -562,7 +576,8 @@ def _cond_of(nodes, merge, loop_switches, path) -> Cond:
 
 
 def tf1_loop(tr, node, inputs: list, frame: Frame) -> list:
-    return build_loop(tr, frame.spec(node.name.rsplit("/modelport_loop", 1)[0]), inputs)
+    return build_loop(tr, frame.spec(node.name.rsplit("/modelport_loop", 1)[0]), inputs,
+                      layer=None)
 
 
 def tf1_cond(tr, node, inputs: list, cond: Cond) -> list:

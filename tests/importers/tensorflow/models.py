@@ -383,3 +383,19 @@ def cond_fn(tf):
     def fn(x, flag):  # x: (2, 3), flag: () float
         return tf.cond(flag > 0.0, lambda: tf.nn.relu(x) * 2.0, lambda: tf.sigmoid(x) - x)
     return fn
+
+
+def nested_loop_fn(tf):
+    """A loop in a loop (the inner bound depends on the outer counter), with a cond inside."""
+    def fn(x):  # x: (3, 4)
+        def outer_body(i, acc):
+            def inner_body(j, a):
+                return j + 1, a * 0.9 + tf.cast(j, tf.float32) * 0.1
+
+            _, acc = tf.while_loop(lambda j, a: j < i + 1, inner_body, [tf.constant(0), acc])
+            acc = tf.cond(tf.reduce_sum(acc) > 0.0, lambda: acc - 0.5, lambda: acc + 0.25)
+            return i + 1, tf.tanh(acc + x)
+
+        return tf.while_loop(lambda i, a: i < 4, outer_body, [tf.constant(0),
+                                                              tf.zeros_like(x)])[1]
+    return fn

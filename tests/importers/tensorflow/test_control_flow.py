@@ -22,9 +22,10 @@ from tests.oracles import assert_close, run_onnx
 
 RECURRENT = ["lstm", "gru", "simple_rnn", "bidirectional", "stacked"]
 FUNCTIONAL = [f"{n}_functional" for n in RECURRENT] + [f"{n}_export" for n in RECURRENT] + [
-    "while_data_dependent", "while_counter_tensorarray", "cond_on_input"]
+    "while_data_dependent", "while_counter_tensorarray", "cond_on_input", "nested"]
 LOWERED = [f"{n}_lowered" for n in RECURRENT] + [
-    "while_data_dependent_lowered", "while_counter_tensorarray_lowered", "cond_on_input_lowered"]
+    "while_data_dependent_lowered", "while_counter_tensorarray_lowered", "cond_on_input_lowered",
+    "nested_lowered"]
 TF1 = ["tf1_dynamic_rnn", "tf1_while"]
 
 
@@ -49,6 +50,9 @@ def flow(tf, tmp_path_factory):
         x = rng.standard_normal((5, 3)).astype(np.float32)
         key = "while_counter_tensorarray" + suffix
         cases[key] = M.frozen_case(key, M.counter_loop_fn(tf), [x], folder, lower=lower)
+        x = rng.standard_normal((3, 4)).astype(np.float32)
+        key = "nested" + suffix
+        cases[key] = M.frozen_case(key, M.nested_loop_fn(tf), [x], folder, lower=lower)
         for flag in (1.0, -1.0):
             key = ("cond_on_input" if flag > 0 else "cond_on_input_else") + suffix
             x = rng.standard_normal((2, 3)).astype(np.float32)
