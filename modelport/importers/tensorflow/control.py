@@ -239,11 +239,23 @@ def build_loop(tr, spec: LoopSpec, inputs: list, layer: str | None = "") -> list
     cond_in = ir.Value(name=b.unique_name(f"{name}/cond_in"),
                        type=ir.TensorType(ir.DataType.BOOL), shape=ir.Shape([]))
     graph = ir.Graph([iter_in, cond_in], [], nodes=[], name=b.unique_name(f"{name}/body"))
-    bound_args, carried, lists = [], [], []
+    bound_args, carried, lists, derived = [], [], [], []
     for k, x in enumerate(inputs):
         label = spec.body_keys[k][0]
         if invariant[k]:
             bound_args.append(x)
+        elif k in counters and not use_cond and ctx.dtype(x) is not None and \
+                ctx.dtype(x).is_integer() and ctx.shape(x) in ([], [1]):
+            # With M exact, a counter is i0 + the iteration number: not carried.
+            with b.into(graph):
+                it = ctx.cast(iter_in, ctx.dtype(x))
+                if ctx.shape(x) == [1]:
+                    it = ctx.op("Reshape", it, ctx.ints([1], "one"))
+                init = ctx.const_array(x)
+                value = it if init is not None and not np.asarray(init).any() else \
+                    ctx.op("Add", it, x)
+            bound_args.append(value)
+            derived.append(k)
         elif isinstance(x, TList):
             bound_args.append(BodyList(k, x))
             lists.append(k)
@@ -266,7 +278,8 @@ def build_loop(tr, spec: LoopSpec, inputs: list, layer: str | None = "") -> list
             cond_out = _as_bool_scalar(ctx, _run(
                 tr, spec.cond_scope(name + "/body/cond/", cond_bound), [spec.cond_ret])[0])
         else:
-            cond_out = ctx.const(np.asarray(True), "true")
+            cond_out = cond_in  # true throughout: M alone ends the loop (not a constant,
+            # which the optimiser would fold into a subgraph initializer)
         graph.outputs.append(_own(ctx, graph, cond_out))
         for k in carried:
             if not isinstance(outs[k], ir.Value):
@@ -280,7 +293,7 @@ def build_loop(tr, spec: LoopSpec, inputs: list, layer: str | None = "") -> list
             if not isinstance(out, BodyList) or out.slot != k or out.item is None:
                 raise ctx.fail(f"list loop variable {k} ({label}) is not written once per "
                                "iteration (not supported)")
-            last = _iteration_index(ctx, out.index, graph, inputs, carried, counters)
+            last = _iteration_index(ctx, out.index, iter_in, graph, inputs, carried, counters)
             if last is None:
                 raise ctx.fail(f"list loop variable {k} ({label}) is written at an index that "
                                "is neither the iteration number nor a constant")
@@ -298,6 +311,10 @@ def build_loop(tr, spec: LoopSpec, inputs: list, layer: str | None = "") -> list
     for k, out, body_in in zip(carried, loop_outs, graph.inputs[2:]):
         out.type, out.shape = body_in.type, body_in.shape
         values[k] = out
+    for k in derived:  # i0 + M after the loop
+        dt = ctx.dtype(inputs[k])
+        values[k] = ctx.op("Add", inputs[k], ctx.op("Reshape", ctx.cast(trip, dt), ctx.ints(
+            [1] if ctx.shape(inputs[k]) == [1] else [], "shape")))
     for (k, last, item), out in zip(scans, loop_outs[len(carried):]):
         out.type = item.type
         out.shape = None if item.shape is None else ir.Shape([None, *item.shape.dims])
@@ -317,13 +334,16 @@ def build_loop(tr, spec: LoopSpec, inputs: list, layer: str | None = "") -> list
     return values
 
 
-def _iteration_index(ctx, index, graph, inputs, carried, counters):
+def _iteration_index(ctx, index, iter_in, graph, inputs, carried, counters):
     """False if ``index`` is the iteration number (a counter from 0), True if a constant
     (the list keeps the last element written), None otherwise."""
     if ctx.const_array(index) is not None:
         return True
-    while index.producer() is not None and index.producer().op_type == "Identity":
+    while index.producer() is not None and index.producer().op_type in (
+            "Identity", "Cast", "Reshape"):
         index = index.producer().inputs[0]
+    if index is iter_in:
+        return False
     if index in graph.inputs:
         k = carried[graph.inputs.index(index) - 2]
         init = ctx.const_array(inputs[k])

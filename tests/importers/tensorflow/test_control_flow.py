@@ -135,6 +135,7 @@ def test_keras_loops_become_loop_with_static_trip_count(flow):
             consts[n.output[0]] = onnx.numpy_helper.to_array(n.attribute[0].t)
     assert int(consts[loops[0].input[0]]) == 6
     assert loops[0].input[1] == ""  # no condition: the counters' bound is M
+    assert len(loops[0].input) == 4  # carried: the states h and c only (counters derived)
     assert "TensorList" not in " ".join(_ops(flow["folder"] / "stacked_functional.onnx"))
     assert _ops(flow["folder"] / "cond_on_input.onnx").count("If") == 1
 

@@ -76,6 +76,12 @@ def get_item(ctx, node, inputs):
         raise ctx.fail("reads a TensorList that the loop also writes (not supported: only "
                        "lists read whole-loop-long or written once per iteration are)")
     tensor = _stacked(ctx, lst)
+    source = index.producer()
+    while source is not None and source.op_type == "Identity":
+        source = source.inputs[0].producer()
+    if source is not None and source.op_type == "Cast" and \
+            ctx.dtype(source.inputs[0]) == ir.DataType.INT64:
+        index = source.inputs[0]  # the loop's own int64 iteration number, not a round trip
     return ctx.op("Gather", tensor, int64(ctx, index), axis=0)
 
 
