@@ -399,3 +399,17 @@ def nested_loop_fn(tf):
         return tf.while_loop(lambda i, a: i < 4, outer_body, [tf.constant(0),
                                                               tf.zeros_like(x)])[1]
     return fn
+
+
+def list_read_and_written_fn(tf):
+    """A TensorArray that the loop reads and writes (each step reads the previous one): not
+    supported, must be refused in one line."""
+    def fn(x):  # x: (3,)
+        ta = tf.TensorArray(tf.float32, size=4, clear_after_read=False, element_shape=[3])
+
+        def body(i, ta):
+            return i + 1, ta.write(i, ta.read(tf.maximum(i - 1, 0)) * 2.0 + x)
+
+        _, ta = tf.while_loop(lambda i, ta: i < 4, body, [tf.constant(0), ta])
+        return ta.stack()
+    return fn

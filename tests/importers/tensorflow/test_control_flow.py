@@ -59,6 +59,9 @@ def flow(tf, tmp_path_factory):
             cases[key] = M.frozen_case(key, M.cond_fn(tf), [x, np.asarray(flag, np.float32)],
                                        folder, lower=lower)
     cases.update(_tf1_cases(folder))
+    x = np.ones(3, np.float32)
+    cases["refused_list"] = M.frozen_case("refused_list", M.list_read_and_written_fn(tf), [x],
+                                          folder, lower=False)
     jobs = [{"name": c.name, "src": c.src, "out": str(folder / f"{c.name}.onnx"),
              "options": c.options} for c in cases.values()]
     results = convert_without_tensorflow(jobs, folder)
@@ -144,3 +147,12 @@ def test_data_dependent_loop_keeps_its_condition(flow):
     model = onnx.load(flow["folder"] / "while_data_dependent.onnx", load_external_data=False)
     (loop,) = [n for n in model.graph.node if n.op_type == "Loop"]
     assert loop.input[1] != ""
+
+
+def test_unsupported_list_pattern_is_refused_in_one_line(flow):
+    """A TensorList read in the loop that writes it: an error naming the node and the reason,
+    not a wrong graph."""
+    result = flow["results"]["refused_list"]
+    assert result.startswith("InvalidModelError"), result
+    assert "TensorListGetItem" in result and "reads a TensorList that the loop also writes" \
+        in result and "\n" not in result, result
