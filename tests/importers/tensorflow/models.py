@@ -343,6 +343,9 @@ def recurrent(keras) -> dict:
                              L.Bidirectional(L.GRU(4), merge_mode="sum")),
         "stacked": seq(L.LSTM(8, return_sequences=True), L.GRU(6, return_sequences=True),
                        L.SimpleRNN(4)),
+        # Masking (a mask TensorList and Selects in the body), go_backwards, GRU v1.
+        "masked": seq(L.Masking(0.0), L.LSTM(5, return_sequences=True, go_backwards=True),
+                      L.GRU(3, reset_after=False)),
     }
 
 

@@ -20,7 +20,7 @@ from tests.importers.tensorflow import models as M
 from tests.importers.tensorflow.conftest import ROOT, convert_without_tensorflow
 from tests.oracles import assert_close, run_onnx
 
-RECURRENT = ["lstm", "gru", "simple_rnn", "bidirectional", "stacked"]
+RECURRENT = ["lstm", "gru", "simple_rnn", "bidirectional", "stacked", "masked"]
 FUNCTIONAL = [f"{n}_functional" for n in RECURRENT] + [f"{n}_export" for n in RECURRENT] + [
     "while_data_dependent", "while_counter_tensorarray", "cond_on_input", "nested"]
 LOWERED = [f"{n}_lowered" for n in RECURRENT] + [
@@ -38,10 +38,14 @@ def flow(tf, tmp_path_factory):
     for i, (name, model) in enumerate(M.recurrent(keras).items()):
         M.randomize(model, 20 + i)
         feeds = M.rng_inputs(30 + i, (3, 6, 5))
+        feeds[0][1, 4:] = 0.0  # masked steps for the Masking layer
+        # The masked model is frozen with a dynamic batch (shape arithmetic stays in the graph).
+        specs = [tf.TensorSpec((None, 6, 5), tf.float32)] if name == "masked" else None
         cases[f"{name}_functional"] = M.keras_frozen(f"{name}_functional", model, feeds, folder,
-                                                     lower=False)
+                                                     specs=specs, lower=False)
         cases[f"{name}_export"] = M.keras_export(f"{name}_export", model, feeds, folder)
-        cases[f"{name}_lowered"] = M.keras_frozen(f"{name}_lowered", model, feeds, folder)
+        cases[f"{name}_lowered"] = M.keras_frozen(f"{name}_lowered", model, feeds, folder,
+                                                  specs=specs)
     for lower, suffix in ((False, ""), (True, "_lowered")):
         rng = np.random.default_rng(5)
         x = rng.standard_normal((3, 4)).astype(np.float32)
