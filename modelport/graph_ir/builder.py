@@ -40,6 +40,7 @@ class GraphBuilder:
         self._layer: str | None = None
         self._layer_values: dict[str, list[ir.Value]] = {}
         self._layer_skips: dict[str, str] = {}
+        self._target: ir.Graph | None = None  # a subgraph (Loop/If body) being built
 
     # -- what each source layer returns (per-layer verification) -------------------------------
     def layer_returns(self, layer: str, values: Sequence[ir.Value]) -> None:
@@ -78,6 +79,20 @@ class GraphBuilder:
             yield
         finally:
             self._layer = previous
+
+    @contextlib.contextmanager
+    def into(self, graph: ir.Graph) -> Iterator[ir.Graph]:
+        """Nodes created inside this block go to ``graph`` (a Loop/If body); initializers
+        stay in the main graph, whose values a subgraph may read."""
+        previous, self._target = self._target, graph
+        try:
+            yield graph
+        finally:
+            self._target = previous
+
+    @property
+    def in_subgraph(self) -> bool:
+        return self._target is not None
 
     @property
     def current_layer(self) -> str | None:
@@ -167,7 +182,7 @@ class GraphBuilder:
             name=self._unique_node_name(node_base),
         )
         set_source(node, self._layer)
-        self.graph.append(node)
+        (self._target if self._target is not None else self.graph).append(node)
         return out_values[0] if count == 1 else tuple(out_values)
 
     def _unique_node_name(self, base: str) -> str:

@@ -25,8 +25,9 @@ from onnx import helper, numpy_helper
 from modelport.errors import InvalidModelError, UnsupportedOpsError
 from modelport.graph_ir import GraphBuilder
 from modelport.importers.registry import LoadOptions
-from modelport.importers.tensorflow import dtypes
+from modelport.importers.tensorflow import control, dtypes
 from modelport.importers.tensorflow import ops as _ops  # noqa: F401 - registers translators
+from modelport.importers.tensorflow.control import FUNCTION_ATTRS, IF_OPS, WHILE_OPS
 from modelport.importers.tensorflow.source import Resource, Source, TensorRef, read_source
 from modelport.importers.tensorflow.table import CONTROL_FLOW, tf_op
 from modelport.importers.tensorflow.tensors import lazy_or_array, shape_of, to_array
@@ -392,6 +393,7 @@ class Translator:
         self.source = source
         self.options = options
         self.ctx = ctx
+        self.tf1: dict = {}  # TF 1 loop frames and conds, by the node that stands for them
 
     # -- checking every op first -----------------------------------------------------------------
     def collect(self, scope: Scope, wanted: list[str], used: list, seen_fn: set,
@@ -401,8 +403,16 @@ class Translator:
             if nd is None or name in stops:
                 continue
             used.append((nd.op, scope.prefix + name))
-            if nd.op in CALL_OPS:
-                fname = nd.attr["f"].func.name
+            if nd.op in (control.FRAME_OP, control.COND_OP):  # TF 1 loops and conds
+                for inner, rets in self.tf1[name].collect_roots():
+                    roots = [p[0] for p in (inner.parse(r) for r in rets) if p and p[1] != -1]
+                    self.collect(inner, roots, used, seen_fn, set())
+                continue
+            # Functions called (PartitionedCall) or run as bodies (While, If).
+            for key in FUNCTION_ATTRS:
+                if key not in nd.attr or not nd.attr[key].func.name:
+                    continue
+                fname = nd.attr[key].func.name
                 fn = self.source.functions.get(fname)
                 if fn is None:
                     raise InvalidModelError(f"node {name!r} calls function {fname!r}, which the "
@@ -448,6 +458,14 @@ class Translator:
         try:
             if node.op in CALL_OPS:
                 return self.call(node, inputs)
+            if node.op in WHILE_OPS:
+                return control.while_loop(self, node, inputs)
+            if node.op in IF_OPS:
+                return control.if_op(self, node, inputs)
+            if node.op == control.FRAME_OP:
+                return control.tf1_loop(self, node, inputs, self.tf1[node.nd.name])
+            if node.op == control.COND_OP:
+                return control.tf1_cond(self, node, inputs, self.tf1[node.nd.name])
             if node.op == "VarHandleOp":
                 return [self.source.resource(node)]
             if node.op in ("VariableV2", "Variable"):  # TF 1 reference variables
@@ -491,7 +509,8 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
     b = GraphBuilder(source.name)
     ctx = Context(b, source, options)
     tr = Translator(source, options, ctx)
-    main = Scope(source.nodes, "")
+    nodes, tr.tf1 = control.rewrite_tf1(source.nodes, source.path)
+    main = Scope(nodes, "")
 
     inputs = source.inputs  # list[TensorRef]
     outputs = source.outputs
@@ -499,8 +518,8 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
 
     needed = set(_order(main, [main.parse(t.tensor)[0] for t in outputs], stops))
     inputs = [t for t in inputs if main.parse(t.tensor)[0] in needed]
-    undefined = sorted({main.parse(r)[0] for n in needed if n in source.nodes
-                        for r in source.nodes[n].input if not r.startswith("^")} - set(source.nodes))
+    undefined = sorted({main.parse(r)[0] for n in needed if n in nodes
+                        for r in nodes[n].input if not r.startswith("^")} - set(nodes))
     if undefined:
         raise InvalidModelError(
             f"nodes read {len(undefined)} tensors that the graph does not define "
@@ -511,17 +530,19 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
     tr.collect(main, [main.parse(t.tensor)[0] for t in outputs], used, set(), stops)
     flow = {}
     missing = []
-    special = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", *CALL_OPS}
+    special = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", *CALL_OPS,
+               *WHILE_OPS, *IF_OPS, control.FRAME_OP, control.COND_OP}
     for op, name in used:
-        if op in CONTROL_FLOW:
+        if op in CONTROL_FLOW and op not in special and op not in tf_op:
             flow.setdefault(op, []).append(name)
         elif op not in special and op not in tf_op:
             missing.append((op, name))
     if flow:
         raise UnsupportedOpsError(
             flow, path=source.path, kind="TensorFlow control-flow op",
-            hint="loops, conditionals and TensorLists are not supported yet; freeze the model "
-                 "without them (e.g. unroll the RNN) or convert up to them with --output")
+            hint="TF 1 loop frames, Case and TensorArrays are not supported yet; freeze the TF 2 "
+                 "model with convert_variables_to_constants_v2(lower_control_flow=False) to "
+                 "keep functional While/If, or convert up to them with --output")
     if missing:
         tf_op.check(missing, path=source.path,
                     hint="register a translation with `from modelport.importers.tensorflow "

@@ -20,8 +20,10 @@ from modelport.importers.optable import OpTable
 
 tf_op = OpTable("TensorFlow op")
 
-# Control flow and TensorLists are translated elsewhere (not yet): listed so that a graph
-# using them gets one error naming them, with a hint, instead of a generic "unsupported".
+# Control-flow ops. While/If and the TF 1 frame ops (rewritten into loops and conds) are
+# translated by ..control, TensorLists and TensorArrays by ops/lists.py; those of this list
+# that no translator handles get one error naming them, with a hint, instead of a generic
+# "unsupported".
 CONTROL_FLOW = frozenset({
     "While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase", "Switch", "Merge",
     "Enter", "Exit", "NextIteration", "LoopCond", "RefEnter", "RefExit", "RefMerge",

@@ -44,15 +44,18 @@ def randomize(model, seed: int) -> None:
         w.assign(value.astype(np.float32))
 
 
-def freeze(fn, specs, path: Path) -> tuple[object, list[str], list[str]]:
-    """Freeze a tf.function: (frozen concrete function, input names, output names)."""
+def freeze(fn, specs, path: Path, lower: bool = True) -> tuple[object, list[str], list[str]]:
+    """Freeze a tf.function: (frozen concrete function, input names, output names).
+
+    ``lower``: convert_variables_to_constants_v2's lower_control_flow (True: TF 1 loop frames
+    and Switch/Merge; False: functional While/If kept)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
     concrete = tf.function(fn).get_concrete_function(*specs)
-    frozen = convert_variables_to_constants_v2(concrete)
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=lower)
     graph_def = frozen.graph.as_graph_def()
     path.write_bytes(graph_def.SerializeToString())
     ins = [t.name.split(":")[0] for t in frozen.inputs]
@@ -60,22 +63,24 @@ def freeze(fn, specs, path: Path) -> tuple[object, list[str], list[str]]:
     return frozen, ins, outs
 
 
-def frozen_case(name, fn, feeds: list[np.ndarray], folder: Path, specs=None, **kw) -> Case:
+def frozen_case(name, fn, feeds: list[np.ndarray], folder: Path, specs=None, lower=True,
+                **kw) -> Case:
     import tensorflow as tf
 
     specs = specs or [tf.TensorSpec(x.shape, tf.as_dtype(x.dtype)) for x in feeds]
     path = folder / f"{name}.pb"
-    frozen, ins, outs = freeze(fn, specs, path)
+    frozen, ins, outs = freeze(fn, specs, path, lower)
     result = frozen(*[tf.constant(x) for x in feeds])
     result = result if isinstance(result, (list, tuple)) else [result]
     return Case(name, str(path), dict(zip(ins, feeds)),
                 {o: np.asarray(r) for o, r in zip(outs, result)}, **kw)
 
 
-def keras_frozen(name, model, feeds: list[np.ndarray], folder: Path, **kw) -> Case:
+def keras_frozen(name, model, feeds: list[np.ndarray], folder: Path, specs=None,
+                 **kw) -> Case:
     import tensorflow as tf
 
-    specs = [tf.TensorSpec(x.shape, tf.float32) for x in feeds]
+    specs = specs or [tf.TensorSpec(x.shape, tf.float32) for x in feeds]
     if len(feeds) == 1:
         return frozen_case(name, lambda x: model(x, training=False), feeds, folder, specs, **kw)
     return frozen_case(name, lambda *xs: model(list(xs), training=False), feeds, folder, specs,
@@ -319,3 +324,95 @@ def two_signatures(tf, path: Path, seed: int = 4):
     dense = {k: np.asarray(v) for k, v in m.dense(tf.constant(x)).items()}
     embed = {k: np.asarray(v) for k, v in m.embed(tf.constant(ids), tf.constant(wts)).items()}
     return ({"features": x}, dense), ({"ids": ids, "weights": wts}, embed)
+
+
+# ---- control flow ---------------------------------------------------------------------------------
+
+def recurrent(keras) -> dict:
+    """Keras recurrent models (input: batch, 6 steps, 5 features)."""
+    L = keras.layers
+
+    def seq(*layers):
+        return keras.Sequential([keras.Input((6, 5)), *layers])
+
+    return {
+        "lstm": seq(L.LSTM(8)),
+        "gru": seq(L.GRU(7, return_sequences=True)),
+        "simple_rnn": seq(L.SimpleRNN(6, return_sequences=True), L.Dense(3)),
+        "bidirectional": seq(L.Bidirectional(L.LSTM(5, return_sequences=True)),
+                             L.Bidirectional(L.GRU(4), merge_mode="sum")),
+        "stacked": seq(L.LSTM(8, return_sequences=True), L.GRU(6, return_sequences=True),
+                       L.SimpleRNN(4)),
+        # Masking (a mask TensorList and Selects in the body), go_backwards, GRU v1.
+        "masked": seq(L.Masking(0.0), L.LSTM(5, return_sequences=True, go_backwards=True),
+                      L.GRU(3, reset_after=False)),
+    }
+
+
+def while_loop_fn(tf):
+    """A loop with a data-dependent trip count: doubles x until its norm passes 50."""
+    def fn(x):  # x: (3, 4)
+        i0 = tf.constant(0)
+
+        def cond(i, y):
+            return tf.logical_and(tf.reduce_sum(tf.abs(y)) < 50.0, i < 100)
+
+        def body(i, y):
+            return i + 1, y * 2.0 + 0.5
+
+        i, y = tf.while_loop(cond, body, [i0, x])
+        return y, tf.cast(i, tf.float32) + 0.0
+    return fn
+
+
+def counter_loop_fn(tf):
+    """A counter loop whose bound is an input's dimension, with a TensorArray of results."""
+    def fn(x):  # x: (5, 3)
+        n = tf.shape(x)[0]
+        ta = tf.TensorArray(tf.float32, size=n)
+
+        def body(i, acc, ta):
+            acc = acc * 0.5 + x[i]
+            return i + 1, acc, ta.write(i, tf.tanh(acc))
+
+        _, acc, ta = tf.while_loop(lambda i, *_: i < n, body,
+                                   [tf.constant(0), tf.zeros([3]), ta])
+        return acc, ta.stack()
+    return fn
+
+
+def cond_fn(tf):
+    """tf.cond on an input's value."""
+    def fn(x, flag):  # x: (2, 3), flag: () float
+        return tf.cond(flag > 0.0, lambda: tf.nn.relu(x) * 2.0, lambda: tf.sigmoid(x) - x)
+    return fn
+
+
+def nested_loop_fn(tf):
+    """A loop in a loop (the inner bound depends on the outer counter), with a cond inside."""
+    def fn(x):  # x: (3, 4)
+        def outer_body(i, acc):
+            def inner_body(j, a):
+                return j + 1, a * 0.9 + tf.cast(j, tf.float32) * 0.1
+
+            _, acc = tf.while_loop(lambda j, a: j < i + 1, inner_body, [tf.constant(0), acc])
+            acc = tf.cond(tf.reduce_sum(acc) > 0.0, lambda: acc - 0.5, lambda: acc + 0.25)
+            return i + 1, tf.tanh(acc + x)
+
+        return tf.while_loop(lambda i, a: i < 4, outer_body, [tf.constant(0),
+                                                              tf.zeros_like(x)])[1]
+    return fn
+
+
+def list_read_and_written_fn(tf):
+    """A TensorArray that the loop reads and writes (each step reads the previous one): not
+    supported, must be refused in one line."""
+    def fn(x):  # x: (3,)
+        ta = tf.TensorArray(tf.float32, size=4, clear_after_read=False, element_shape=[3])
+
+        def body(i, ta):
+            return i + 1, ta.write(i, ta.read(tf.maximum(i - 1, 0)) * 2.0 + x)
+
+        _, ta = tf.while_loop(lambda i, ta: i < 4, body, [tf.constant(0), ta])
+        return ta.stack()
+    return fn

@@ -71,14 +71,15 @@ def test_every_unsupported_op_is_listed_once(tmp_path):
 def test_control_flow_is_refused_by_name(tmp_path):
     from modelport.importers.tensorflow.load import load
 
-    g = _graph(("x", "Placeholder", []), ("w", "StatelessWhile", ["x"]),
-               ("t", "TensorListReserve", ["w"]), ("y", "Relu", ["t"]), ("z", "Bogus", ["y"]))
+    """Control flow that is not translated (Case, TensorList concatenation) is named."""
+    g = _graph(("x", "Placeholder", []), ("w", "StatelessCase", ["x"]),
+               ("t", "TensorListConcatV2", ["w"]), ("y", "Relu", ["t"]), ("z", "Bogus", ["y"]))
     path = tmp_path / "loop.pb"
     path.write_bytes(g.SerializeToString())
     with pytest.raises(UnsupportedOpsError) as info:
         load(str(path))
     text = str(info.value)
-    assert "StatelessWhile" in text and "TensorListReserve" in text and "control-flow" in text
+    assert "StatelessCase" in text and "TensorListConcatV2" in text and "control-flow" in text
 
 
 def test_saved_model_pb_alone_says_where_variables_should_be(tmp_path):

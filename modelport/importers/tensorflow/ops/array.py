@@ -43,12 +43,14 @@ def placeholder_with_default(ctx, node, inputs):
 def identity(ctx, node, inputs):
     if not inputs:
         return []
+    if not isinstance(inputs[0], ir.Value):
+        return inputs[0]  # a TensorList passed along
     return ctx.op("Identity", inputs[0])
 
 
 @tf_op("IdentityN")
 def identity_n(ctx, node, inputs):
-    return [ctx.op("Identity", x) for x in inputs]
+    return [ctx.op("Identity", x) if isinstance(x, ir.Value) else x for x in inputs]
 
 
 @tf_op("Shape", "Size", "Rank", "ShapeN")
@@ -174,9 +176,9 @@ def expand_dims(ctx, node, inputs):
 @tf_op("StridedSlice")
 def strided_slice(ctx, node, inputs):
     x, begin, end, strides = inputs
-    b = [int(v) for v in ctx.need_const(begin, "begin").reshape(-1)]
-    e = [int(v) for v in ctx.need_const(end, "end").reshape(-1)]
     s = [int(v) for v in ctx.need_const(strides, "strides").reshape(-1)]
+    b = _entries(ctx, begin, len(s))
+    e = _entries(ctx, end, len(s))
     bm, em = node.i("begin_mask", 0), node.i("end_mask", 0)
     ellipsis, new_axis, shrink = (node.i("ellipsis_mask", 0), node.i("new_axis_mask", 0),
                                   node.i("shrink_axis_mask", 0))
@@ -202,14 +204,20 @@ def strided_slice(ctx, node, inputs):
         if shrink & bit:
             start = b[i]
             starts.append(start)
-            ends.append(start + 1 if start != -1 else INT64_MAX)
+            if isinstance(start, int):
+                ends.append(start + 1 if start != -1 else INT64_MAX)
+            else:  # an index computed at run time (x[i] in a loop)
+                one = ctx.ints([1], "one")
+                ends.append(ctx.op("Where", ctx.op("Equal", start, ctx.ints([-1], "m1")),
+                                   ctx.ints([INT64_MAX], "max"), ctx.op("Add", start, one)))
             steps.append(1)
             axes.append(d)
             squeeze.append(d)
         else:
             start = b[i] if not bm & bit else (0 if step > 0 else INT64_MAX)
             stop = e[i] if not em & bit else (INT64_MAX if step > 0 else INT64_MIN)
-            if not (start == 0 and stop == INT64_MAX and step == 1):
+            if not (isinstance(start, int) and isinstance(stop, int) and start == 0
+                    and stop == INT64_MAX and step == 1):
                 starts.append(start)
                 ends.append(stop)
                 steps.append(step)
@@ -218,7 +226,7 @@ def strided_slice(ctx, node, inputs):
         d += 1
     y = x
     if axes:
-        y = ctx.op("Slice", x, ctx.ints(starts, "starts"), ctx.ints(ends, "ends"),
+        y = ctx.op("Slice", x, _vector(ctx, starts, "starts"), _vector(ctx, ends, "ends"),
                    ctx.ints(axes, "axes"), ctx.ints(steps, "steps"))
     if squeeze:
         y = ctx.op("Squeeze", y, ctx.ints(squeeze, "squeeze"))
@@ -227,6 +235,23 @@ def strided_slice(ctx, node, inputs):
     if y is x:
         y = ctx.op("Identity", x)
     return y
+
+
+def _entries(ctx, value, n: int) -> list:
+    """The entries of a begin/end vector: ints where constant, else 1-element int64 values."""
+    arr = ctx.const_array(value)
+    if arr is not None:
+        return [int(v) for v in np.asarray(arr).reshape(-1)]
+    v64 = int64(ctx, value)
+    return [ctx.op("Slice", v64, ctx.ints([i], "i"), ctx.ints([i + 1], "i1"), ctx.ints([0], "ax"))
+            for i in range(n)]
+
+
+def _vector(ctx, items: list, name: str):
+    if all(isinstance(v, int) for v in items):
+        return ctx.ints(items, name)
+    parts = [ctx.ints([v], name) if isinstance(v, int) else v for v in items]
+    return parts[0] if len(parts) == 1 else ctx.op("Concat", *parts, axis=0)
 
 
 @tf_op("Slice")
@@ -351,3 +376,14 @@ def where(ctx, node, inputs):
     if ctx.dtype(cond) != ir.DataType.BOOL:
         cond = ctx.op("Not", ctx.op("Equal", cond, ctx.scalar(0, cond, "zero")))
     return ctx.op("Transpose", ctx.op("NonZero", cond), perm=[1, 0])
+
+
+@tf_op("ReverseV2")
+def reverse_v2(ctx, node, inputs):
+    x, axis = inputs
+    axes = [int(a) for a in np.asarray(ctx.need_const(axis, "axis")).reshape(-1)]
+    if not axes:
+        return ctx.op("Identity", x)
+    n = len(axes)
+    return ctx.op("Slice", x, ctx.ints([-1] * n, "starts"), ctx.ints([INT64_MIN] * n, "ends"),
+                  ctx.ints(axes, "axes"), ctx.ints([-1] * n, "steps"))
