@@ -14,7 +14,6 @@ from typing import Any
 import onnx_ir as ir
 
 from modelport.convert.progress import NULL, Progress
-from modelport.convert.verify import LAYER_MAP_KEY, LAYER_SKIPS_KEY
 from modelport.errors import (
     InputSpecError,
     InvalidModelError,
@@ -22,6 +21,7 @@ from modelport.errors import (
 )
 from modelport.graph_ir import validate
 from modelport.graph_ir.io import select_outputs, set_input_shapes
+from modelport.graph_ir.metadata import FORMAT_KEY, LAYER_MAP_KEY, LAYER_SKIPS_KEY
 from modelport.graph_ir.source import layer_map
 from modelport.importers.registry import (
     FormatSpec,
@@ -30,8 +30,6 @@ from modelport.importers.registry import (
     detect_format,
     get_format,
 )
-
-FORMAT_KEY = "modelport.source_format"
 
 
 def resolve_format(source: str, format: str | None,

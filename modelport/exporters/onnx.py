@@ -21,11 +21,11 @@ from onnx_ir.passes.common import _c_api_utils
 from modelport.errors import ExportError, InputSpecError
 from modelport.exporters._protowire import write_model
 from modelport.exporters.atomic import atomic_outputs
+from modelport.graph_ir.metadata import FULL_CHECK_KEY
 
 EXTERNAL_DATA_THRESHOLD = 2_000_000_000  # protobuf cannot serialize messages over 2 GiB
 # In-memory flag (model.meta) set by the ONNX importer when the *source* already fails the
 # full check (onnx's strict shape inference); the export is then checked the basic way.
-FULL_CHECK_KEY = "modelport.source_passes_full_check"
 
 
 @dataclasses.dataclass

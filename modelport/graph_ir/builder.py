@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelport.graph_ir.source import LAYER_SKIPS_META, LAYER_VALUES_META, set_source
+from modelport._version import __version__
+from modelport.graph_ir.metadata import LAYER_SKIPS_META, LAYER_VALUES_META
+from modelport.graph_ir.source import set_source
 
 DEFAULT_OPSET = 17
 PRODUCER_NAME = "modelport"
@@ -183,8 +185,6 @@ class GraphBuilder:
         doc: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> ir.Model:
-        from modelport import __version__
-
         model = ir.Model(
             self.graph,
             ir_version=8 if self.opset <= 17 else 10,

@@ -20,6 +20,7 @@ import onnx_ir as ir
 from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError, join_names
 from modelport.graph_ir import GraphBuilder, lazy_tensor
 from modelport.graph_ir.io import check_input_override
+from modelport.graph_ir.metadata import io_key
 from modelport.importers.caffe import layers as _layers  # noqa: F401 - registers translators
 from modelport.importers.caffe.proto import UnknownField, looks_like_text, read_net
 from modelport.importers.caffe.table import caffe_layer
@@ -39,7 +40,7 @@ _HARMLESS_SCOPES = {
 _HARMLESS_FIELDS = {"engine", "blobs_lr", "weight_decay", "lr_mult", "decay_mult", "phase",
                     "propagate_down", "loss_weight", "debug_info", "force_backward",
                     "use_cudnn", "cudnn_off", "workspace_size", "moving_average_fraction"}
-IO_KEY = "modelport.caffe.io"
+IO_KEY = io_key("caffe")
 # No blob of a real net comes near this (2^34 float32 values are 64 GiB): a prototxt whose
 # shapes claim more is refused before anything of that size is allocated.
 MAX_ELEMENTS = 1 << 34

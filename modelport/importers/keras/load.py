@@ -17,6 +17,12 @@ from modelport.errors import (
 )
 from modelport.graph_ir.builder import GraphBuilder
 from modelport.graph_ir.io import check_input_override
+from modelport.graph_ir.metadata import (
+    KERAS_BACKEND_KEY,
+    KERAS_VERSION_KEY,
+    SOURCE_PERM_KEY,
+    VALUE_LAYOUTS_KEY,
+)
 from modelport.importers.keras import keras1, masks, theano
 from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.model import (
@@ -34,8 +40,6 @@ from modelport.importers.registry import LoadOptions
 TRANSLATOR_MODULES = ("core", "activations", "conv", "pooling", "normalization", "merge",
                       "reshaping", "recurrent", "attention", "preprocessing", "ops", "wrappers",
                       "einsum", "conv_recurrent", "numpy_ops", "keras1_layers")
-SOURCE_PERM_KEY = "modelport.source_perm"
-VALUE_LAYOUTS_KEY = "modelport.value_layouts"
 _loaded = False
 
 
@@ -89,8 +93,8 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
         # drop the slice). Shape inference at export names what it can prove.
         out.shape = ir.Shape(dims)
         out.type = ir.TensorType(ir.DataType.from_numpy(t.dtype))
-    meta = {"modelport.keras_version": kf.keras_version,
-            "modelport.keras_backend": f"{ctx.keras_backend} ({how})"}
+    meta = {KERAS_VERSION_KEY: kf.keras_version,
+            KERAS_BACKEND_KEY: f"{ctx.keras_backend} ({how})"}
     if ctx.layouts:
         meta[VALUE_LAYOUTS_KEY] = json.dumps(ctx.layouts, separators=(",", ":"))
     model = b.build(metadata=meta)

@@ -9,8 +9,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from modelport.errors import InvalidModelError
-from modelport.exporters.onnx import FULL_CHECK_KEY
-from modelport.graph_ir.source import SOURCE_KEY
+from modelport.graph_ir.metadata import FULL_CHECK_KEY, SOURCE_KEY
 from modelport.importers.registry import LoadOptions
 
 

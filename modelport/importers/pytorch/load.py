@@ -35,7 +35,8 @@ import onnx_ir as ir
 import torch
 
 from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError
-from modelport.graph_ir.source import SOURCE_KEY
+from modelport.graph_ir.metadata import PYTORCH_ROUTE_KEY as ROUTE_KEY
+from modelport.graph_ir.metadata import SOURCE_KEY
 from modelport.importers.pytorch.sources import (
     TorchSource,
     open_source,
@@ -45,7 +46,6 @@ from modelport.importers.registry import LoadOptions
 
 ONNX_OPSET = 18  # the exporter's native opset; the exporter's own down-conversion is fragile
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
-ROUTE_KEY = "modelport.pytorch_route"
 ROOT = "(root)"
 # Exporter metadata not kept in the output: stack traces and FX node text (local file paths and
 # source code, different on every machine) and the namespace string (name_scopes and

@@ -24,6 +24,7 @@ from onnx import helper, numpy_helper
 
 from modelport.errors import InvalidModelError, UnsupportedOpsError
 from modelport.graph_ir import GraphBuilder
+from modelport.graph_ir.metadata import SOURCE_PERM_KEY, io_key
 from modelport.importers.registry import LoadOptions
 from modelport.importers.tensorflow import dtypes
 from modelport.importers.tensorflow import ops as _ops  # noqa: F401 - registers translators
@@ -31,8 +32,7 @@ from modelport.importers.tensorflow.source import Resource, Source, TensorRef, r
 from modelport.importers.tensorflow.table import CONTROL_FLOW, tf_op
 from modelport.importers.tensorflow.tensors import lazy_or_array, shape_of, to_array
 
-IO_KEY = "modelport.tensorflow.io"
-SOURCE_PERM_KEY = "modelport.source_perm"  # as verification reads it (see convert/verify.py)
+IO_KEY = io_key("tensorflow")
 FOLD_LIMIT = 1 << 16  # constant inputs up to this many elements are evaluated when translating
 CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
 INPUT_OPS = ("Placeholder",)

@@ -18,6 +18,7 @@ import onnx_ir as ir
 
 from modelport.errors import InvalidModelError, UnsafeModelError, UnsupportedOpsError
 from modelport.graph_ir import GraphBuilder, lazy_tensor
+from modelport.graph_ir.metadata import io_key
 from modelport.importers.registry import LoadOptions
 from modelport.importers.torch7 import modules as _modules  # noqa: F401 - registers translators
 from modelport.importers.torch7.reader import (
@@ -31,7 +32,7 @@ from modelport.importers.torch7.reader import load as read_file
 from modelport.importers.torch7.table import torch7_module
 
 INPUT_NAME = "input"
-IO_KEY = "modelport.torch7.io"
+IO_KEY = io_key("torch7")
 _PREFIXES = ("nn.", "cudnn.", "cunn.", "fbcunn.")
 _MISSING = object()
 
