@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from modelport import __version__
-from modelport.errors import InputSpecError, ModelportError
+from modelport.errors import InputSpecError, ModelportError, first_line
 
 EXIT_MISMATCH = 1
 EXIT_INTERNAL = 3
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = first_line(exc, "")
         _fail(f"internal error: {type(exc).__name__}: {text} "
               "(rerun with --debug for the traceback, and please report it)", EXIT_INTERNAL,
               as_json)

@@ -14,11 +14,7 @@ from typing import Any
 import onnx_ir as ir
 
 from modelport.convert.progress import NULL, Progress
-from modelport.errors import (
-    InputSpecError,
-    InvalidModelError,
-    MissingDependencyError,
-)
+from modelport.errors import InputSpecError, InvalidModelError, MissingDependencyError, first_line
 from modelport.graph_ir import validate
 from modelport.graph_ir.io import select_outputs, set_input_shapes
 from modelport.graph_ir.metadata import FORMAT_KEY, LAYER_MAP_KEY, LAYER_SKIPS_KEY
@@ -251,7 +247,7 @@ def verify_model(
         report = verify_files(reference, converted, source_label=source, input_shapes=shapes,
                               device=device, **kwargs)
     except MemoryError as exc:  # e.g. random inputs for a huge --input shape
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        text = first_line(exc, "out of memory")
         raise InputSpecError(f"verification ran out of memory ({text}); verify with smaller "
                              "dims (--input) or fewer layers") from exc
     progress.done()

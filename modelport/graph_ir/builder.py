@@ -115,6 +115,22 @@ class GraphBuilder:
         self.graph.outputs.append(value)
         return value
 
+    def reduce_axes(self, op_type: str, axes: Sequence[int], name: str = "axes"
+                    ) -> tuple[list[ir.Value], dict[str, Any]]:
+        """The axes of a ``Reduce*`` node as this opset wants them: ``(inputs, attributes)``.
+
+        ReduceSum takes its axes as an input from opset 13, every other Reduce* from opset 18;
+        before that they are the ``axes`` attribute. Importers append the inputs after the
+        data input and pass the attributes on, so one place knows the rule::
+
+            extra, attrs = b.reduce_axes("ReduceMean", [1])
+            y = b.op("ReduceMean", x, *extra, keepdims=1, **attrs)
+        """
+        axes = [int(a) for a in axes]
+        if self.opset >= 18 or (op_type == "ReduceSum" and self.opset >= 13):
+            return [self.const(np.array(axes, np.int64), name)], {}
+        return [], {"axes": axes}
+
     def initializer(self, name: str, tensor: ir.TensorProtocol | np.ndarray) -> ir.Value:
         if isinstance(tensor, np.ndarray):
             tensor = ir.Tensor(np.asarray(tensor, order="C"))  # keeps 0-d scalars 0-d

@@ -176,11 +176,9 @@ class Context:
 
     def reduce(self, op_type: str, x: ir.Value, axes: Sequence[int], *, keepdims: int,
                shape: Sequence[int]) -> ir.Value:
-        """A Reduce* node (opset 17: only ReduceSum takes its axes as an input)."""
-        if op_type == "ReduceSum":
-            return self.op(op_type, x, self.ints(list(axes), "axes"), keepdims=keepdims,
-                           shape=shape)
-        return self.op(op_type, x, axes=list(axes), keepdims=keepdims, shape=shape)
+        """A Reduce* node, its axes as the opset wants them (GraphBuilder.reduce_axes)."""
+        extra, attrs = self.b.reduce_axes(op_type, axes, f"{self.name}.axes")
+        return self.op(op_type, x, *extra, keepdims=keepdims, shape=shape, **attrs)
 
     def fail(self, message: str) -> InvalidModelError:
         return InvalidModelError(f"layer {self.name!r} ({self.layer.type}): {message}",

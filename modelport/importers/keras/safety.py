@@ -32,7 +32,7 @@ import os
 import zipfile
 from typing import Any
 
-from modelport.errors import InvalidModelError, UnsafeModelError
+from modelport.errors import InvalidModelError, UnsafeModelError, first_line
 
 # Packages whose modules Keras may import by name from a config (its own).
 KERAS_PACKAGES = ("keras", "tf_keras")
@@ -148,7 +148,7 @@ def check(path: str, options: Any, *, run: bool) -> None:
         config, _version = read_config(path)
     except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError, EOFError,
             zipfile.BadZipFile) as exc:  # what json, zipfile and h5py raise on malformed input
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise InvalidModelError(f"cannot read the Keras config ({text})", path=path) from exc
     if config is None:
         return

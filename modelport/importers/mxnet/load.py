@@ -164,12 +164,12 @@ class Context:
 
     def reduce(self, op_type: str, x: ir.Value, axes: Sequence[int] | None, *, keepdims: int,
                ) -> ir.Value:
-        """A Reduce* node (opset 17: only ReduceSum takes its axes as an input)."""
+        """A Reduce* node, its axes as the opset wants them (GraphBuilder.reduce_axes); over
+        every axis when ``axes`` is None."""
         if axes is None:
             return self.op(op_type, x, keepdims=keepdims)
-        if op_type == "ReduceSum":
-            return self.op(op_type, x, self.ints(list(axes), "axes"), keepdims=keepdims)
-        return self.op(op_type, x, axes=list(axes), keepdims=keepdims)
+        extra, attrs = self.b.reduce_axes(op_type, axes)
+        return self.op(op_type, x, *extra, keepdims=keepdims, **attrs)
 
     def fail(self, message: str) -> InvalidModelError:
         n = self.node

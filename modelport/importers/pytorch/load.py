@@ -34,7 +34,7 @@ from typing import Any
 import onnx_ir as ir
 import torch
 
-from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError
+from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError, first_line
 from modelport.graph_ir.metadata import PYTORCH_ROUTE_KEY as ROUTE_KEY
 from modelport.graph_ir.metadata import SOURCE_KEY
 from modelport.importers.pytorch.sources import (
@@ -194,10 +194,10 @@ def _export_error(exc: Exception, source: TorchSource, stage: str) -> Exception:
         dims = ", ".join(sorted({d for v in source.symbolic.values() for d in v.values()}))
         return InputSpecError(
             f"{source.path}: the model fixes the size of the dynamic dim(s) {dims} "
-            f"({_first_line(text)}); drop --dynamic or make the code shape-generic")
+            f"({_torch_message(text)}); drop --dynamic or make the code shape-generic")
     where = f" at {op}" if op else ""
     return InvalidModelError(
-        f"{stage} failed{where}: {type(exc).__name__}: {_first_line(text)}; "
+        f"{stage} failed{where}: {type(exc).__name__}: {_torch_message(text)}; "
         "rerun with --debug for the full error", path=source.path)
 
 
@@ -211,12 +211,8 @@ def _exception_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Traceback", "[torch.onnx]")):
-            return line[:300]
-    return "no message"
+def _torch_message(text: str) -> str:
+    return first_line(text, "no message", skip=("Traceback", "[torch.onnx]"))[:300]
 
 
 # -- TorchScript -------------------------------------------------------------------------------
@@ -382,7 +378,7 @@ def _shape_text(source: TorchSource) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {_first_line(_exception_text(exc))[:160]}"
+    return f"{type(exc).__name__}: {_torch_message(_exception_text(exc))[:160]}"
 
 
 def _rename_lifted(model: ir.Model, program: torch.export.ExportedProgram, script: Any) -> None:
