@@ -232,6 +232,9 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, ke
         status = "passed" if result.passed else "failed" if result.report.verified else "error"
         _single_reports(out, src, d, status, sum(result.seconds.values()), junit_file,
                         html_file)
+    if not (quiet or as_json):
+        for note in result.notes:
+            click.echo(f"modelport: {result.source}: {note}", err=True)
     if as_json:
         _emit_json(d)
     else:

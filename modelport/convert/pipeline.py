@@ -17,7 +17,13 @@ from modelport.convert.progress import NULL, Progress
 from modelport.errors import InputSpecError, InvalidModelError, MissingDependencyError, first_line
 from modelport.graph_ir import validate
 from modelport.graph_ir.io import select_outputs, set_input_shapes
-from modelport.graph_ir.metadata import FORMAT_KEY, LAYER_MAP_KEY, LAYER_SKIPS_KEY
+from modelport.graph_ir.metadata import (
+    FIXED_INPUT_SHAPES_META,
+    FORMAT_KEY,
+    LAYER_MAP_KEY,
+    LAYER_SKIPS_KEY,
+    NOTES_META,
+)
 from modelport.graph_ir.source import layer_map
 from modelport.importers.registry import (
     FormatSpec,
@@ -81,7 +87,7 @@ def import_model(
     # escaping an importer is a bug of modelport and propagates (the CLI reports it as an
     # internal error, exit 3); it is never relabelled as a corrupt file.
     model = loader(source, options)
-    set_input_shapes(model, options.input_shapes)
+    set_input_shapes(model, with_importer_shapes(options, model).input_shapes)
     select_outputs(model, options.outputs)
     layers, skips = layer_map(model)
     model.metadata_props[LAYER_MAP_KEY] = json.dumps(layers, separators=(",", ":"))
@@ -90,6 +96,15 @@ def import_model(
     model.metadata_props[FORMAT_KEY] = spec.name
     validate(model)
     return model, spec
+
+
+def with_importer_shapes(options: LoadOptions, model: ir.Model) -> LoadOptions:
+    """``options`` with the input shapes the importer had to fix (a copy; the caller's options
+    are never changed)."""
+    fixed = model.meta.get(FIXED_INPUT_SHAPES_META)
+    if not fixed:
+        return options
+    return dataclasses.replace(options, input_shapes={**options.input_shapes, **fixed})
 
 
 @dataclasses.dataclass
@@ -105,6 +120,7 @@ class ConvertResult:
     seconds: dict[str, float]
     report: Any = None  # VerifyReport when verification ran
     written: bool = True  # False: verification failed and the output was not written
+    notes: list[str] = dataclasses.field(default_factory=list)  # from the importer
 
     @property
     def passed(self) -> bool:
@@ -149,6 +165,8 @@ def convert(
     t = time.perf_counter()
     progress.stage(f"reading {os.path.basename(source)}")
     model, spec = import_model(source, format=format, options=options)
+    options = with_importer_shapes(options, model)
+    notes = list(model.meta.get(NOTES_META) or [])
     seconds["import"] = time.perf_counter() - t
     if verify:  # refuse before any work when the reference would run code
         check_code(source, spec, options, run=True)
@@ -204,7 +222,7 @@ def convert(
         opset=result.opset if result else model.opset_imports.get("", 0),
         external_data=result.external_data if result else None, nodes_imported=imported,
         nodes_exported=sum(1 for _ in model.graph.all_nodes()), seconds=seconds,
-        report=report, written=result is not None,
+        report=report, written=result is not None, notes=notes,
     )
 
 

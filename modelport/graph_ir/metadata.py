@@ -44,6 +44,12 @@ def io_key(fmt: str) -> str:
 LAYER_VALUES_META = "modelport.layer_values"
 # {layer: reason}, as LAYER_SKIPS_KEY, while the values are still objects.
 LAYER_SKIPS_META = "modelport.layer_skips"
+# [str] what the importer wants the user told (the route it took, what it fixed); the
+# pipeline hands them on as ConvertResult.notes, and the CLI prints them unless --quiet/--json.
+NOTES_META = "modelport.notes"
+# {input: [dims]} input shapes the importer had to fix (e.g. a TorchScript route that traced
+# the example sizes): the pipeline uses them, on a copy of the caller's options.
+FIXED_INPUT_SHAPES_META = "modelport.fixed_input_shapes"
 # False where the source (an ONNX file) does not pass onnx.checker's full check, so the
 # exporter must not demand it of the result either.
 FULL_CHECK_KEY = "modelport.source_passes_full_check"
