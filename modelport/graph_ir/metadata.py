@@ -50,6 +50,10 @@ NOTES_META = "modelport.notes"
 # {input: [dims]} input shapes the importer had to fix (e.g. a TorchScript route that traced
 # the example sizes): the pipeline uses them, on a copy of the caller's options.
 FIXED_INPUT_SHAPES_META = "modelport.fixed_input_shapes"
+# [objects with close()] the source files the model's lazy tensors read (HDF5 handles, mapped
+# weight files): kept open while the model lives, closed by graph_ir.tensors.close_sources
+# when a conversion ends.
+OPEN_FILES_META = "modelport.open_files"
 # False where the source (an ONNX file) does not pass onnx.checker's full check, so the
 # exporter must not demand it of the result either.
 FULL_CHECK_KEY = "modelport.source_passes_full_check"

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError, join_names
-from modelport.graph_ir import GraphBuilder, lazy_tensor
+from modelport.graph_ir import GraphBuilder, keep_open, lazy_tensor
 from modelport.graph_ir.io import check_input_override
 from modelport.graph_ir.metadata import io_key
 from modelport.importers.caffe import layers as _layers  # noqa: F401 - registers translators
@@ -93,7 +93,15 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     prototxt, weights_path = resolve_files(path, options)
     net, unknown = read_net(prototxt)
     weights = WeightsFile(weights_path) if weights_path else None
-    return build(net, unknown, weights, options, prototxt)
+    if weights is None:
+        return build(net, unknown, weights, options, prototxt)
+    try:
+        model = build(net, unknown, weights, options, prototxt)
+    except BaseException:
+        weights.close()
+        raise
+    keep_open(model, [weights])  # lazy tensors read it; the pipeline closes it
+    return model
 
 
 def layer_active(layer, phase: int = 1, level: int = 0, stages: Sequence[str] = ()) -> bool:

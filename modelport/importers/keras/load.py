@@ -23,6 +23,7 @@ from modelport.graph_ir.metadata import (
     SOURCE_PERM_KEY,
     VALUE_LAYOUTS_KEY,
 )
+from modelport.graph_ir.tensors import keep_open
 from modelport.importers.keras import keras1, masks, theano
 from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.model import (
@@ -55,6 +56,17 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     options = options or LoadOptions()
     load_translators()
     kf = open_keras(path, options.weights)
+    try:
+        model = _load(kf, path, options)
+    except BaseException:
+        for h in kf.handles:
+            h.close()
+        raise
+    keep_open(model, kf.handles)  # lazy tensors read them; the pipeline closes them
+    return model
+
+
+def _load(kf, path: str, options: LoadOptions) -> ir.Model:
     config = kf.config
     if "class_name" not in config and "config" not in config:
         raise InvalidModelError("the model config is not a Keras model", path=path)
@@ -97,9 +109,7 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
             KERAS_BACKEND_KEY: f"{ctx.keras_backend} ({how})"}
     if ctx.layouts:
         meta[VALUE_LAYOUTS_KEY] = json.dumps(ctx.layouts, separators=(",", ":"))
-    model = b.build(metadata=meta)
-    model._modelport_handles = kf.handles  # keep the files open while tensors are lazy
-    return model
+    return b.build(metadata=meta)
 
 
 def file_backend(kf, options: LoadOptions, path: str) -> tuple[str, str]:

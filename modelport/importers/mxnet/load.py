@@ -23,7 +23,7 @@ import onnx
 import onnx_ir as ir
 
 from modelport.errors import InvalidModelError
-from modelport.graph_ir import GraphBuilder, lazy_tensor
+from modelport.graph_ir import GraphBuilder, keep_open, lazy_tensor
 from modelport.graph_ir.metadata import io_key
 from modelport.importers.mxnet import ops as _ops  # noqa: F401 - registers translators
 from modelport.importers.mxnet.params import ParamsFile, is_params_file
@@ -97,7 +97,15 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     symbol_path, params_path = resolve_files(path, options)
     symbol = read_symbol(symbol_path)
     params = ParamsFile(params_path) if params_path else None
-    return build(symbol, params, options, symbol_path)
+    if params is None:
+        return build(symbol, params, options, symbol_path)
+    try:
+        model = build(symbol, params, options, symbol_path)
+    except BaseException:
+        params.close()
+        raise
+    keep_open(model, [params])  # lazy tensors read it; the pipeline closes it
+    return model
 
 
 class Pending:
