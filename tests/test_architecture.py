@@ -96,3 +96,9 @@ def test_a_converted_file_carries_the_keys_verification_reads(tmp_path):
                if p.key == "modelport.source"}
     skips = json.loads(props.get(metadata.LAYER_SKIPS_KEY, "{}"))
     assert sources and sources <= set(layer_map(proto)) | set(skips)
+
+
+def test_the_product_never_imports_test_helpers():
+    # Test-only code (e.g. the caffemodel writer, tests/oracles/caffe_write.py) stays out of
+    # the installed package, so nothing in it may need it.
+    assert _violations("modelport", ["tests", "benchmarks", "examples"]) == []
