@@ -25,6 +25,7 @@ from modelport.graph_ir.metadata import (
 )
 from modelport.graph_ir.tensors import keep_open
 from modelport.importers.keras import keras1, masks, theano
+from modelport.importers.keras.layers import tf_functions
 from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.model import (
     MODEL_CLASSES,
@@ -39,7 +40,8 @@ from modelport.importers.keras.table import KT, Context, Layer, cf_perm, keras_l
 from modelport.importers.registry import LoadOptions
 
 TRANSLATOR_MODULES = ("core", "activations", "conv", "pooling", "normalization", "merge",
-                      "reshaping", "recurrent", "attention", "preprocessing", "ops", "wrappers",
+                      "reshaping", "recurrent", "attention", "preprocessing", "keras3_ops",
+                      "tf_functions", "applications", "wrappers",
                       "einsum", "conv_recurrent", "numpy_ops", "keras1_layers")
 _loaded = False
 
@@ -168,6 +170,11 @@ def check_layers(spec: ModelSpec, options: LoadOptions, path: str, prefix: str =
             for inner in _wrapped(layer):
                 if _lookup(inner) is None:
                     missing.setdefault(_label(inner), []).append(full)
+            if layer.class_name == "TFOpLambda" and _lookup(layer) is not None:
+                fn = str(layer.config.get("function"))
+                if not tf_functions.supported(fn):
+                    missing.setdefault(f"TFOpLambda {fn!r}" + tf_functions.why_not(fn),
+                                       []).append(full)
             if layer.class_name == "Lambda" and _lookup(layer) is None:
                 lambdas.append(full)
             elif layer.class_name != "InputLayer" and _lookup(layer) is None:
@@ -185,12 +192,18 @@ def check_layers(spec: ModelSpec, options: LoadOptions, path: str, prefix: str =
     if lambdas:
         missing.setdefault("Lambda", []).extend(lambdas)
     if missing:
-        raise UnsupportedOpsError(
-            missing, path=path, kind="Keras layer",
-            hint="custom layers are never executed; register a translation with "
-                 "@keras_layer('ClassName') from modelport.importers.keras (see the README's Keras section)"
-                 + ("; Lambda code is not translated even with --trust-code"
-                    if "Lambda" in missing else ""))
+        functions = [k for k in missing if k.startswith("TFOpLambda ")]
+        hints = []
+        if len(functions) < len(missing):
+            hints.append("custom layers are never executed; register a translation with "
+                         "@keras_layer('ClassName') from modelport.importers.keras (see the "
+                         "README's Keras section)")
+        if "Lambda" in missing:
+            hints.append("Lambda code is not translated even with --trust-code")
+        if functions:
+            hints.append("these TensorFlow functions have no translation yet (see the README's "
+                         "list of TFOpLambda functions)")
+        raise UnsupportedOpsError(missing, path=path, kind="Keras layer", hint="; ".join(hints))
 
 
 def _label(spec: LayerSpec) -> str:

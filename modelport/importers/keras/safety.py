@@ -131,14 +131,9 @@ def _pure_tf_function(fn: str) -> bool:
     from modelport.importers.keras.load import load_translators
 
     load_translators()
-    from modelport.importers.keras.layers import ops
+    from modelport.importers.keras.layers.tf_functions import supported
 
-    known: set[str] = set(getattr(ops, "_tf_functions", {}))
-    for table in ("_TF_BINARY", "_TF_DIVIDE", "_TF_FLOORDIV", "_TF_COMPARE", "_TF_LOGIC",
-                  "_TF_UNARY", "_TF_REDUCE"):
-        known |= set(getattr(ops, table, ()))
-    known.add("math.squared_difference")
-    return fn in known
+    return supported(fn)
 
 
 def check(path: str, options: Any, *, run: bool) -> None:
