@@ -102,3 +102,25 @@ def test_the_product_never_imports_test_helpers():
     # Test-only code (e.g. the caffemodel writer, tests/oracles/caffe_write.py) stays out of
     # the installed package, so nothing in it may need it.
     assert _violations("modelport", ["tests", "benchmarks", "examples"]) == []
+
+
+TRANSLATOR_PACKAGES = {"caffe": "layers", "tensorflow": "ops", "mxnet": "ops",
+                       "torch7": "modules", "keras": "layers"}
+
+
+def test_every_importer_discovers_its_translators_one_way():
+    # optable.load_translators imports every module of the package: no importer keeps a list
+    # (a module added to the folder registers without touching anything else).
+    import importlib
+    import pkgutil
+    import sys
+
+    for fmt, package in TRANSLATOR_PACKAGES.items():
+        load = importlib.import_module(f"modelport.importers.{fmt}.load")
+        if fmt == "keras":
+            load.load_translators()
+        source = open(load.__file__, encoding="utf-8").read()
+        assert f'load_translators("modelport.importers.{fmt}.{package}")' in source, fmt
+        pkg = importlib.import_module(f"modelport.importers.{fmt}.{package}")
+        names = [i.name for i in pkgutil.iter_modules(pkg.__path__) if not i.name.startswith("_")]
+        assert names and all(f"{pkg.__name__}.{n}" in sys.modules for n in names), fmt

@@ -21,11 +21,13 @@ from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsEr
 from modelport.graph_ir import GraphBuilder, keep_open, lazy_tensor
 from modelport.graph_ir.io import check_input_override
 from modelport.graph_ir.metadata import io_key
-from modelport.importers.caffe import layers as _layers  # noqa: F401 - registers translators
 from modelport.importers.caffe.proto import UnknownField, looks_like_text, read_net
 from modelport.importers.caffe.table import caffe_layer
 from modelport.importers.caffe.weights import WeightsFile
+from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
+
+load_translators("modelport.importers.caffe.layers")
 
 INPUT_TYPES = ("Input",)
 _TRAINING_TYPES = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "DummyData",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
@@ -24,6 +23,7 @@ from modelport.graph_ir.metadata import (
     VALUE_LAYOUTS_KEY,
 )
 from modelport.graph_ir.tensors import keep_open
+from modelport.importers import optable
 from modelport.importers.keras import keras1, masks, theano
 from modelport.importers.keras.layers import tf_functions
 from modelport.importers.keras.layers.activations import activation_name
@@ -39,19 +39,11 @@ from modelport.importers.keras.model import (
 from modelport.importers.keras.table import KT, Context, Layer, cf_perm, keras_layer, onnx_dims
 from modelport.importers.registry import LoadOptions
 
-TRANSLATOR_MODULES = ("core", "activations", "conv", "pooling", "normalization", "merge",
-                      "reshaping", "recurrent", "attention", "preprocessing", "keras3_ops",
-                      "tf_functions", "applications", "wrappers",
-                      "einsum", "conv_recurrent", "numpy_ops", "keras1_layers")
-_loaded = False
-
 
 def load_translators() -> None:
-    global _loaded
-    if not _loaded:
-        for m in TRANSLATOR_MODULES:
-            importlib.import_module(f"modelport.importers.keras.layers.{m}")
-        _loaded = True
+    """Register the Keras layer translators (on first use: `formats` and ONNX conversions
+    never pay for importing them)."""
+    optable.load_translators("modelport.importers.keras.layers")
 
 
 def load(path: str, options: LoadOptions | None = None) -> ir.Model:

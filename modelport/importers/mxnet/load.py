@@ -25,11 +25,13 @@ import onnx_ir as ir
 from modelport.errors import InvalidModelError
 from modelport.graph_ir import GraphBuilder, keep_open, lazy_tensor
 from modelport.graph_ir.metadata import io_key
-from modelport.importers.mxnet import ops as _ops  # noqa: F401 - registers translators
 from modelport.importers.mxnet.params import ParamsFile, is_params_file
 from modelport.importers.mxnet.symbol import Node, Symbol, read_symbol
 from modelport.importers.mxnet.table import mxnet_op
+from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
+
+load_translators("modelport.importers.mxnet.ops")
 
 IO_KEY = io_key("mxnet")
 # Inputs of training-only heads that inference ignores (labels).

@@ -25,12 +25,14 @@ from onnx import helper, numpy_helper
 from modelport.errors import InvalidModelError, UnsupportedOpsError
 from modelport.graph_ir import GraphBuilder
 from modelport.graph_ir.metadata import SOURCE_PERM_KEY, io_key
+from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
 from modelport.importers.tensorflow import dtypes
-from modelport.importers.tensorflow import ops as _ops  # noqa: F401 - registers translators
 from modelport.importers.tensorflow.source import Resource, Source, TensorRef, read_source
 from modelport.importers.tensorflow.table import CONTROL_FLOW, tf_op
 from modelport.importers.tensorflow.tensors import lazy_or_array, shape_of, to_array
+
+load_translators("modelport.importers.tensorflow.ops")
 
 IO_KEY = io_key("tensorflow")
 FOLD_LIMIT = 1 << 16  # constant inputs up to this many elements are evaluated when translating
