@@ -190,7 +190,7 @@ def batch1_prototxt(proto: Path, work: Path) -> Path:
 
 
 def ensure_weights(proto: Path, work: Path, outputs=None) -> Path:
-    from modelport.importers.caffe.write import random_caffemodel
+    from tests.oracles.caffe_write import random_caffemodel
 
     weights = work / (proto.stem + ".caffemodel")
     if not weights.exists():

@@ -53,7 +53,9 @@ def keras_cnn(path: str) -> None:
 
 
 def caffe_net(prototxt: str, caffemodel: str) -> None:
-    from modelport.importers.caffe.write import random_caffemodel
+    # The caffemodel writer lives with the tests (it is not part of the installed package).
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.oracles.caffe_write import random_caffemodel
 
     with open(prototxt, "w") as f:
         f.write(CAFFE_NET)

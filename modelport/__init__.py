@@ -9,7 +9,7 @@ Public API::
     report = modelport.verify("model.h5", "model.onnx")
 """
 
-__version__ = "0.1.0"  # the one definition (pyproject.toml reads it)
+from modelport._version import __version__  # the one definition: modelport/_version.py
 
 # Light on purpose: the API modules import onnx_ir (and with it SymPy) only when called, so
 # the command line can defer rarely used modules (modelport._deferred) first, while a library

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from modelport import __version__
-from modelport.errors import InputSpecError, ModelportError
+from modelport.errors import InputSpecError, ModelportError, first_line
 
 EXIT_MISMATCH = 1
 EXIT_INTERNAL = 3
@@ -232,6 +232,9 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, ke
         status = "passed" if result.passed else "failed" if result.report.verified else "error"
         _single_reports(out, src, d, status, sum(result.seconds.values()), junit_file,
                         html_file)
+    if not (quiet or as_json):
+        for note in result.notes:
+            click.echo(f"modelport: {result.source}: {note}", err=True)
     if as_json:
         _emit_json(d)
     else:
@@ -486,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = first_line(exc, "")
         _fail(f"internal error: {type(exc).__name__}: {text} "
               "(rerun with --debug for the traceback, and please report it)", EXIT_INTERNAL,
               as_json)

@@ -109,3 +109,19 @@ def join_names(names: Iterable[str], limit: int = 5) -> str:
     names = list(names)
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def first_line(exc: BaseException | str, default: str | None = None, *,
+               skip: tuple[str, ...] = ()) -> str:
+    """The first non-blank line of an exception's message (or of a text), for one-line errors.
+
+    Lines starting with one of ``skip`` are passed over (e.g. "Traceback"). Without such a
+    line: ``default``, or the exception's class name when no default is given.
+    """
+    for line in str(exc).strip().splitlines():
+        line = line.strip()
+        if line and not line.startswith(skip):
+            return line
+    if default is not None:
+        return default
+    return type(exc).__name__ if isinstance(exc, BaseException) else ""

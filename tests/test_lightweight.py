@@ -110,3 +110,25 @@ def test_version_is_defined_once():
     from importlib.metadata import version
 
     assert version("modelport") == modelport.__version__
+
+
+# Modules that take a large share of a small conversion to import and that converting a Keras
+# file never needs (sympy and onnx.reference are deferred: is_loaded tells the real one).
+SLOW = ("tensorflow", "keras", "tf_keras", "torch", "jax", "scipy", "sympy", "pandas",
+        "matplotlib", "cv2", "mxnet", "onnxruntime", "onnx.reference")
+
+
+def test_converting_a_keras_file_imports_no_slow_module(tmp_path):
+    h5 = os.path.join(ROOT, "tests", "fixtures", "theano", "k2_cnn_last.h5")
+    code = (
+        "import sys\n"
+        "from modelport.cli import main\n"
+        "from modelport._deferred import is_loaded\n"
+        f"try: main(['convert', {h5!r}, '-o', {str(tmp_path / 'o.onnx')!r}, '--quiet'])\n"
+        "except SystemExit as e: assert not e.code, e.code\n"
+        f"print([m for m in {SLOW!r} if is_loaded(m)])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "o.onnx").stat().st_size > 0

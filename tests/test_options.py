@@ -158,7 +158,7 @@ layer { name: "silence" type: "Silence" bottom: "pool" bottom: "ip" }
 def test_blobs_read_only_by_silence_are_the_outputs_as_in_opencv(tmp_path):
     import cv2
 
-    from modelport.importers.caffe.write import random_caffemodel
+    from tests.oracles.caffe_write import random_caffemodel
 
     proto, weights = tmp_path / "net.prototxt", tmp_path / "net.caffemodel"
     proto.write_text(SILENCED)

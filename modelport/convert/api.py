@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def _options(options: LoadOptions | None, kwargs: dict[str, Any]) -> LoadOptions:
-    options = options or LoadOptions()
+    # A copy: neither this nor the pipeline changes the caller's object.
+    options = dataclasses.replace(options) if options is not None else LoadOptions()
     for key, value in kwargs.items():
         if not hasattr(options, key):
             raise TypeError(f"unknown option {key!r}")

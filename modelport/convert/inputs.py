@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from modelport.errors import InputSpecError, join_names
+from modelport.errors import InputSpecError, first_line, join_names
 
 
 def _dims(shape: Sequence) -> str:
@@ -91,7 +91,7 @@ def run_matched(reference, feeds: dict[str, np.ndarray], matched: str) -> dict[s
     except ModelportError:
         raise
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise InputSpecError(f"the converted model's inputs, matched to the source's by position, "
                              f"do not fit it ({text}); is it a conversion of this model?"
                              ) from exc

@@ -14,14 +14,16 @@ from typing import Any
 import onnx_ir as ir
 
 from modelport.convert.progress import NULL, Progress
-from modelport.convert.verify import LAYER_MAP_KEY, LAYER_SKIPS_KEY
-from modelport.errors import (
-    InputSpecError,
-    InvalidModelError,
-    MissingDependencyError,
-)
-from modelport.graph_ir import validate
+from modelport.errors import InputSpecError, InvalidModelError, MissingDependencyError, first_line
+from modelport.graph_ir import close_sources, validate
 from modelport.graph_ir.io import select_outputs, set_input_shapes
+from modelport.graph_ir.metadata import (
+    FIXED_INPUT_SHAPES_META,
+    FORMAT_KEY,
+    LAYER_MAP_KEY,
+    LAYER_SKIPS_KEY,
+    NOTES_META,
+)
 from modelport.graph_ir.source import layer_map
 from modelport.importers.registry import (
     FormatSpec,
@@ -30,8 +32,6 @@ from modelport.importers.registry import (
     detect_format,
     get_format,
 )
-
-FORMAT_KEY = "modelport.source_format"
 
 
 def resolve_format(source: str, format: str | None,
@@ -87,15 +87,28 @@ def import_model(
     # escaping an importer is a bug of modelport and propagates (the CLI reports it as an
     # internal error, exit 3); it is never relabelled as a corrupt file.
     model = loader(source, options)
-    set_input_shapes(model, options.input_shapes)
-    select_outputs(model, options.outputs)
-    layers, skips = layer_map(model)
-    model.metadata_props[LAYER_MAP_KEY] = json.dumps(layers, separators=(",", ":"))
-    if skips:
-        model.metadata_props[LAYER_SKIPS_KEY] = json.dumps(skips, separators=(",", ":"))
-    model.metadata_props[FORMAT_KEY] = spec.name
-    validate(model)
+    try:
+        set_input_shapes(model, with_importer_shapes(options, model).input_shapes)
+        select_outputs(model, options.outputs)
+        layers, skips = layer_map(model)
+        model.metadata_props[LAYER_MAP_KEY] = json.dumps(layers, separators=(",", ":"))
+        if skips:
+            model.metadata_props[LAYER_SKIPS_KEY] = json.dumps(skips, separators=(",", ":"))
+        model.metadata_props[FORMAT_KEY] = spec.name
+        validate(model)
+    except BaseException:
+        close_sources(model)
+        raise
     return model, spec
+
+
+def with_importer_shapes(options: LoadOptions, model: ir.Model) -> LoadOptions:
+    """``options`` with the input shapes the importer had to fix (a copy; the caller's options
+    are never changed)."""
+    fixed = model.meta.get(FIXED_INPUT_SHAPES_META)
+    if not fixed:
+        return options
+    return dataclasses.replace(options, input_shapes={**options.input_shapes, **fixed})
 
 
 @dataclasses.dataclass
@@ -114,6 +127,7 @@ class ConvertResult:
     # OptimizeReport.to_dict(): level, rounds, node counts, and per pass the nodes it removed
     # or added and the rewrites it made
     optimization: dict[str, Any] | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)  # from the importer
 
     @property
     def passed(self) -> bool:
@@ -158,63 +172,71 @@ def convert(
     t = time.perf_counter()
     progress.stage(f"reading {os.path.basename(source)}")
     model, spec = import_model(source, format=format, options=options)
-    seconds["import"] = time.perf_counter() - t
-    if verify:  # refuse before any work when the reference would run code
-        check_code(source, spec, options, run=True)
-    sources = source_files(source, options, model)
-    imported = sum(1 for _ in model.graph.all_nodes())
-
-    t = time.perf_counter()
-    progress.stage(f"optimizing (-O{level})")
-    optimization = optimize(model, level, target_opset=opset).to_dict()
-    validate(model)
-    seconds["optimize"] = time.perf_counter() - t
-    trt = None
-    if target:
-        from modelport.exporters import tensorrt
-
-        trt = tensorrt.parse_target(target)
-        opset = tensorrt.prepare(model, trt, opset)
-
-    t = time.perf_counter()
-    if trt is not None:  # after the opset conversion the exporter would do: check it now
-        from modelport.exporters.onnx import convert_opset
-
-        if opset is not None:
-            convert_opset(model, opset)
-        findings = tensorrt.refuse_if_errors(model, trt, source, external_data)
-    progress.stage(f"writing {os.path.basename(output)}", total_bytes=weight_bytes(model))
-    report = None
-
-    def verify_before_commit(temp: str) -> None:
-        nonlocal report
-        progress.done()
-        t_verify = time.perf_counter()
-        report = verify_model(source, temp, format=spec.name, options=options,
-                              progress=progress, **(verify_kwargs or {}))
-        report.converted = output
-        seconds["verify"] = time.perf_counter() - t_verify
-        if not report.passed and not keep_failed:
-            raise _NotWritten
-
+    options = with_importer_shapes(options, model)
     try:
-        result = export(model, output, opset=opset, force=force, external_data=external_data,
-                        on_tensor=lambda _name, n: progress.advance(n), sources=sources,
-                        before_commit=verify_before_commit if verify else None)
-    except _NotWritten:
-        result = None
-    seconds["export"] = time.perf_counter() - t - seconds.get("verify", 0.0)
-    if trt is not None and result is not None:
-        tensorrt.write_sidecar(output, model, trt, input_ranges or {}, findings)
-    progress.done()
-    return ConvertResult(
-        source=source, format=spec.name, output=output,
-        bytes=result.bytes if result else 0,
-        opset=result.opset if result else model.opset_imports.get("", 0),
-        external_data=result.external_data if result else None, nodes_imported=imported,
-        nodes_exported=sum(1 for _ in model.graph.all_nodes()), seconds=seconds,
-        report=report, written=result is not None, optimization=optimization,
-    )
+        notes = list(model.meta.get(NOTES_META) or [])
+        seconds["import"] = time.perf_counter() - t
+        if verify:  # refuse before any work when the reference would run code
+            check_code(source, spec, options, run=True)
+        sources = source_files(source, options, model)
+        imported = sum(1 for _ in model.graph.all_nodes())
+
+        t = time.perf_counter()
+        progress.stage(f"optimizing (-O{level})")
+        optimization = optimize(model, level, target_opset=opset).to_dict()
+        validate(model)
+        seconds["optimize"] = time.perf_counter() - t
+        trt = None
+        if target:
+            from modelport.exporters import tensorrt
+
+            trt = tensorrt.parse_target(target)
+            opset = tensorrt.prepare(model, trt, opset)
+
+        t = time.perf_counter()
+        if trt is not None:  # after the opset conversion the exporter would do: check it now
+            from modelport.exporters.onnx import convert_opset
+
+            if opset is not None:
+                convert_opset(model, opset)
+            findings = tensorrt.refuse_if_errors(model, trt, source, external_data)
+        progress.stage(f"writing {os.path.basename(output)}", total_bytes=weight_bytes(model))
+        report = None
+
+        def verify_before_commit(temp: str) -> None:
+            nonlocal report
+            progress.done()
+            t_verify = time.perf_counter()
+            report = verify_model(source, temp, format=spec.name, options=options,
+                                  progress=progress, **(verify_kwargs or {}))
+            report.converted = output
+            seconds["verify"] = time.perf_counter() - t_verify
+            if not report.passed and not keep_failed:
+                raise _NotWritten
+
+        try:
+            result = export(model, output, opset=opset, force=force, external_data=external_data,
+                            on_tensor=lambda _name, n: progress.advance(n), sources=sources,
+                            before_commit=verify_before_commit if verify else None)
+        except _NotWritten:
+            result = None
+        seconds["export"] = time.perf_counter() - t - seconds.get("verify", 0.0)
+        if trt is not None and result is not None:
+            tensorrt.write_sidecar(output, model, trt, input_ranges or {}, findings)
+        progress.done()
+        return ConvertResult(
+            source=source, format=spec.name, output=output,
+            bytes=result.bytes if result else 0,
+            opset=result.opset if result else model.opset_imports.get("", 0),
+            external_data=result.external_data if result else None, nodes_imported=imported,
+            nodes_exported=sum(1 for _ in model.graph.all_nodes()), seconds=seconds,
+            report=report, written=result is not None, optimization=optimization,
+            notes=notes,
+        )
+    finally:
+        # The source files the lazy weights read (HDF5 handles, mapped weight files) are
+        # closed when the conversion ends, whichever way it ends.
+        close_sources(model)
 
 
 class _NotWritten(Exception):
@@ -256,7 +278,7 @@ def verify_model(
         report = verify_files(reference, converted, source_label=source, input_shapes=shapes,
                               device=device, **kwargs)
     except MemoryError as exc:  # e.g. random inputs for a huge --input shape
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        text = first_line(exc, "out of memory")
         raise InputSpecError(f"verification ran out of memory ({text}); verify with smaller "
                              "dims (--input) or fewer layers") from exc
     progress.done()

@@ -18,10 +18,13 @@ import numpy as np
 import onnx
 
 from modelport.errors import InputSpecError, InvalidModelError
+from modelport.graph_ir.metadata import (
+    LAYER_MAP_KEY,
+    LAYER_SKIPS_KEY,
+    SOURCE_PERM_KEY,
+    VALUE_LAYOUTS_KEY,
+)
 
-LAYER_MAP_KEY = "modelport.layer_outputs"
-SOURCE_PERM_KEY = "modelport.source_perm"
-LAYER_SKIPS_KEY = "modelport.layer_skips"
 DEFAULT_RTOL = 1e-3
 DEFAULT_ATOL = 1e-4
 SYMBOLIC_BATCH = 1
@@ -286,9 +289,6 @@ def layer_map(proto: onnx.ModelProto) -> dict[str, list[str]]:
         if entry.key == LAYER_MAP_KEY:
             return json.loads(entry.value)
     return {}
-
-
-VALUE_LAYOUTS_KEY = "modelport.value_layouts"
 
 
 def value_layouts(proto: onnx.ModelProto) -> dict[str, str]:

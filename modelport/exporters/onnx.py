@@ -18,14 +18,14 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import _c_api_utils
 
-from modelport.errors import ExportError, InputSpecError
+from modelport.errors import ExportError, InputSpecError, first_line
 from modelport.exporters._protowire import write_model
 from modelport.exporters.atomic import atomic_outputs
+from modelport.graph_ir.metadata import FULL_CHECK_KEY
 
 EXTERNAL_DATA_THRESHOLD = 2_000_000_000  # protobuf cannot serialize messages over 2 GiB
 # In-memory flag (model.meta) set by the ONNX importer when the *source* already fails the
 # full check (onnx's strict shape inference); the export is then checked the basic way.
-FULL_CHECK_KEY = "modelport.source_passes_full_check"
 
 
 @dataclasses.dataclass
@@ -221,7 +221,7 @@ def export(
                 skeleton if skeleton is not None else tmp_model, full_check=full_check
             )
         except Exception as exc:  # onnx raises several exception types here
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ExportError(f"the converted graph fails the ONNX checker: {first}", path=path) from exc
         size = os.path.getsize(tmp_model)
         if before_commit is not None:

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelport.graph_ir.source import LAYER_SKIPS_META, LAYER_VALUES_META, set_source
+from modelport._version import __version__
+from modelport.graph_ir.metadata import LAYER_SKIPS_META, LAYER_VALUES_META
+from modelport.graph_ir.source import set_source
 
 DEFAULT_OPSET = 17
 PRODUCER_NAME = "modelport"
@@ -128,6 +130,22 @@ class GraphBuilder:
         self.graph.outputs.append(value)
         return value
 
+    def reduce_axes(self, op_type: str, axes: Sequence[int], name: str = "axes"
+                    ) -> tuple[list[ir.Value], dict[str, Any]]:
+        """The axes of a ``Reduce*`` node as this opset wants them: ``(inputs, attributes)``.
+
+        ReduceSum takes its axes as an input from opset 13, every other Reduce* from opset 18;
+        before that they are the ``axes`` attribute. Importers append the inputs after the
+        data input and pass the attributes on, so one place knows the rule::
+
+            extra, attrs = b.reduce_axes("ReduceMean", [1])
+            y = b.op("ReduceMean", x, *extra, keepdims=1, **attrs)
+        """
+        axes = [int(a) for a in axes]
+        if self.opset >= 18 or (op_type == "ReduceSum" and self.opset >= 13):
+            return [self.const(np.array(axes, np.int64), name)], {}
+        return [], {"axes": axes}
+
     def initializer(self, name: str, tensor: ir.TensorProtocol | np.ndarray) -> ir.Value:
         if isinstance(tensor, np.ndarray):
             tensor = ir.Tensor(np.asarray(tensor, order="C"))  # keeps 0-d scalars 0-d
@@ -198,8 +216,6 @@ class GraphBuilder:
         doc: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> ir.Model:
-        from modelport import __version__
-
         model = ir.Model(
             self.graph,
             ir_version=8 if self.opset <= 17 else 10,

@@ -1,8 +1,9 @@
 """Source-layer names on IR nodes.
 
 Every node an importer creates records the layer of the original model it came from in
-``node.metadata_props["modelport.source"]``. Verification uses it to map an ONNX value back to
-a layer of the source model; passes keep it when they rewrite nodes.
+``node.metadata_props[SOURCE_KEY]`` (keys: :mod:`modelport.graph_ir.metadata`). Verification
+uses it to map an ONNX value back to a layer of the source model; passes keep it when they
+rewrite nodes.
 """
 
 from __future__ import annotations
@@ -11,13 +12,7 @@ from collections.abc import Iterable
 
 import onnx_ir as ir
 
-SOURCE_KEY = "modelport.source"
-# In ``model.meta`` (not serialised): what an importer states explicitly about its layers.
-# LAYER_VALUES_META: {layer: [ir.Value]} the values a layer returns (overrides the last-node
-# rule of :func:`layer_outputs`); LAYER_SKIPS_META: {layer: reason} layers without a value of
-# their own (e.g. a convolution whose BatchNormalization was folded into it).
-LAYER_VALUES_META = "modelport.layer_values"
-LAYER_SKIPS_META = "modelport.layer_skips"
+from modelport.graph_ir.metadata import LAYER_SKIPS_META, LAYER_VALUES_META, SOURCE_KEY
 
 
 def set_source(node: ir.Node, layer: str | None) -> None:

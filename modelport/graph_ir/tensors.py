@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from modelport.graph_ir.metadata import OPEN_FILES_META
+
 SMALL_TENSOR_ELEMENTS = 1024
 
 
@@ -69,3 +71,16 @@ def contiguous(array: np.ndarray) -> np.ndarray:
 
 def tensor(array: np.ndarray, name: str | None = None) -> ir.Tensor:
     return ir.Tensor(np.asarray(array, order="C"), name=name)
+
+
+def keep_open(model: ir.Model, files: Sequence) -> None:
+    """Tie ``files`` (objects with ``close()``) to ``model``: its lazy tensors read them."""
+    model.meta[OPEN_FILES_META] = [*model.meta.get(OPEN_FILES_META, []), *files]
+
+
+def close_sources(model: ir.Model) -> None:
+    """Close the source files the model's lazy tensors read (see :func:`keep_open`); the
+    model's weights cannot be read afterwards. Safe to call twice."""
+    for f in model.meta.get(OPEN_FILES_META, []):
+        f.close()
+    model.meta[OPEN_FILES_META] = []

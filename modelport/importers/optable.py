@@ -14,6 +14,8 @@ translations for custom layers the same way (see docs/extending.md).
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -63,3 +65,22 @@ class OpTable:
                 missing.setdefault(op, []).append(layer)
         if missing:
             raise UnsupportedOpsError(missing, path=path, kind=self.kind, hint=hint)
+
+
+_loaded_packages: set[str] = set()
+
+
+def load_translators(package: str) -> None:
+    """Import every module of the translator package ``package`` once (modules whose names
+    start with ``_`` are helpers and are left to be imported by those that use them).
+
+    The one way every importer finds its translators: a module dropped into the package
+    registers its ops on import, with no list to update.
+    """
+    if package in _loaded_packages:
+        return
+    pkg = importlib.import_module(package)
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+    _loaded_packages.add(package)

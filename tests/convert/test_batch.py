@@ -48,7 +48,7 @@ def cli(*args, cwd=None):
 
 def _light_models(folder, sample_onnx):
     """ONNX, Caffe, a failing and a corrupt model: quick to convert."""
-    from modelport.importers.caffe.write import random_caffemodel
+    from tests.oracles.caffe_write import random_caffemodel
 
     (folder / "models").mkdir(exist_ok=True)
     onnx.save(onnx.load(sample_onnx), folder / "models" / "sample.onnx")

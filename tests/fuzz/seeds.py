@@ -58,7 +58,7 @@ layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
 
 
 def caffe_seeds(out: str) -> None:
-    from modelport.importers.caffe.write import random_caffemodel
+    from tests.oracles.caffe_write import random_caffemodel
 
     proto = os.path.join(out, "seed.prototxt")
     with open(proto, "w") as f:

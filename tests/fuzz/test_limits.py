@@ -126,8 +126,8 @@ def test_hdf5_dataset_claiming_1e12_elements_is_refused(tmp_path, fuzz_server, s
 
 
 def test_caffe_shapes_claiming_1e12_elements_are_refused(tmp_path, fuzz_server, seeds):
-    from modelport.importers.caffe.write import _blob_header
     from modelport.protowire import encode_key, encode_varint
+    from tests.oracles.caffe_write import _blob_header
 
     proto = tmp_path / "huge.prototxt"
     proto.write_text('input: "data"\ninput_shape { dim: 1 dim: 1000000 dim: 1000000 }\n'

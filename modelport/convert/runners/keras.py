@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import MissingDependencyError, ModelportError
+from modelport.errors import MissingDependencyError, ModelportError, first_line
 
 # Testing hook: with this variable set to 1, Keras 3 on TensorFlow behaves as if TensorFlow's
 # CPU kernels could not run a model with channels_first layers (as on machines without
@@ -88,7 +88,7 @@ class KerasReference:
                 model.load_weights(weights)
             return keras, model
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelportError(f"{keras.__name__} cannot load the model: {first}",
                                  path=path) from exc
 

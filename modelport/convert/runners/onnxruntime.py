@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
-from modelport.errors import InvalidModelError, MissingDependencyError, ModelportError
+from modelport.errors import InvalidModelError, MissingDependencyError, ModelportError, first_line
 
 DEVICES = ("cpu", "cuda", "tensorrt")
 
@@ -105,7 +105,7 @@ class OrtRunner:
                 )
         except Exception as exc:
             where = os.fspath(model) if not isinstance(model, onnx.ModelProto) else None
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelportError(f"onnxruntime cannot load the model: {first}", path=where) from exc
         import onnxruntime
 
@@ -130,7 +130,7 @@ class OrtRunner:
         try:
             values = self.session.run(names, feeds)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelportError(f"onnxruntime failed to run the model: {first}") from exc
         return dict(zip(names, values))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InvalidModelError, MissingDependencyError, ModelportError
+from modelport.errors import InvalidModelError, MissingDependencyError, ModelportError, first_line
 
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_.:/\-]")  # as GraphBuilder makes ONNX names
 
@@ -68,7 +68,7 @@ class TensorFlowReference:
             with self.graph.as_default():
                 tf.compat.v1.import_graph_def(graph_def, name="")
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelportError(f"TensorFlow cannot load the graph: {first}",
                                  path=self.path) from exc
         self.session = tf.compat.v1.Session(graph=self.graph)
@@ -79,7 +79,7 @@ class TensorFlowReference:
         try:
             self.loaded = tf.saved_model.load(directory)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelportError(f"TensorFlow cannot load the SavedModel: {first}",
                                  path=self.path) from exc
         signature = self.options.extra.get("signature")

@@ -18,13 +18,16 @@ import numpy as np
 import onnx_ir as ir
 
 from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError, join_names
-from modelport.graph_ir import GraphBuilder, lazy_tensor
+from modelport.graph_ir import GraphBuilder, keep_open, lazy_tensor
 from modelport.graph_ir.io import check_input_override
-from modelport.importers.caffe import layers as _layers  # noqa: F401 - registers translators
+from modelport.graph_ir.metadata import io_key
 from modelport.importers.caffe.proto import UnknownField, looks_like_text, read_net
 from modelport.importers.caffe.table import caffe_layer
 from modelport.importers.caffe.weights import WeightsFile
+from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
+
+load_translators("modelport.importers.caffe.layers")
 
 INPUT_TYPES = ("Input",)
 _TRAINING_TYPES = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "DummyData",
@@ -39,7 +42,7 @@ _HARMLESS_SCOPES = {
 _HARMLESS_FIELDS = {"engine", "blobs_lr", "weight_decay", "lr_mult", "decay_mult", "phase",
                     "propagate_down", "loss_weight", "debug_info", "force_backward",
                     "use_cudnn", "cudnn_off", "workspace_size", "moving_average_fraction"}
-IO_KEY = "modelport.caffe.io"
+IO_KEY = io_key("caffe")
 # No blob of a real net comes near this (2^34 float32 values are 64 GiB): a prototxt whose
 # shapes claim more is refused before anything of that size is allocated.
 MAX_ELEMENTS = 1 << 34
@@ -92,7 +95,15 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     prototxt, weights_path = resolve_files(path, options)
     net, unknown = read_net(prototxt)
     weights = WeightsFile(weights_path) if weights_path else None
-    return build(net, unknown, weights, options, prototxt)
+    if weights is None:
+        return build(net, unknown, weights, options, prototxt)
+    try:
+        model = build(net, unknown, weights, options, prototxt)
+    except BaseException:
+        weights.close()
+        raise
+    keep_open(model, [weights])  # lazy tensors read it; the pipeline closes it
+    return model
 
 
 def layer_active(layer, phase: int = 1, level: int = 0, stages: Sequence[str] = ()) -> bool:
@@ -175,11 +186,9 @@ class Context:
 
     def reduce(self, op_type: str, x: ir.Value, axes: Sequence[int], *, keepdims: int,
                shape: Sequence[int]) -> ir.Value:
-        """A Reduce* node (opset 17: only ReduceSum takes its axes as an input)."""
-        if op_type == "ReduceSum":
-            return self.op(op_type, x, self.ints(list(axes), "axes"), keepdims=keepdims,
-                           shape=shape)
-        return self.op(op_type, x, axes=list(axes), keepdims=keepdims, shape=shape)
+        """A Reduce* node, its axes as the opset wants them (GraphBuilder.reduce_axes)."""
+        extra, attrs = self.b.reduce_axes(op_type, axes, f"{self.name}.axes")
+        return self.op(op_type, x, *extra, keepdims=keepdims, shape=shape, **attrs)
 
     def fail(self, message: str) -> InvalidModelError:
         return InvalidModelError(f"layer {self.name!r} ({self.layer.type}): {message}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
@@ -17,7 +16,16 @@ from modelport.errors import (
 )
 from modelport.graph_ir.builder import GraphBuilder
 from modelport.graph_ir.io import check_input_override
+from modelport.graph_ir.metadata import (
+    KERAS_BACKEND_KEY,
+    KERAS_VERSION_KEY,
+    SOURCE_PERM_KEY,
+    VALUE_LAYOUTS_KEY,
+)
+from modelport.graph_ir.tensors import keep_open
+from modelport.importers import optable
 from modelport.importers.keras import keras1, masks, theano
+from modelport.importers.keras.layers import tf_functions
 from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.model import (
     MODEL_CLASSES,
@@ -31,26 +39,28 @@ from modelport.importers.keras.model import (
 from modelport.importers.keras.table import KT, Context, Layer, cf_perm, keras_layer, onnx_dims
 from modelport.importers.registry import LoadOptions
 
-TRANSLATOR_MODULES = ("core", "activations", "conv", "pooling", "normalization", "merge",
-                      "reshaping", "recurrent", "attention", "preprocessing", "ops", "wrappers",
-                      "einsum", "conv_recurrent", "numpy_ops", "keras1_layers")
-SOURCE_PERM_KEY = "modelport.source_perm"
-VALUE_LAYOUTS_KEY = "modelport.value_layouts"
-_loaded = False
-
 
 def load_translators() -> None:
-    global _loaded
-    if not _loaded:
-        for m in TRANSLATOR_MODULES:
-            importlib.import_module(f"modelport.importers.keras.layers.{m}")
-        _loaded = True
+    """Register the Keras layer translators (on first use: `formats` and ONNX conversions
+    never pay for importing them)."""
+    optable.load_translators("modelport.importers.keras.layers")
 
 
 def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     options = options or LoadOptions()
     load_translators()
     kf = open_keras(path, options.weights)
+    try:
+        model = _load(kf, path, options)
+    except BaseException:
+        for h in kf.handles:
+            h.close()
+        raise
+    keep_open(model, kf.handles)  # lazy tensors read them; the pipeline closes them
+    return model
+
+
+def _load(kf, path: str, options: LoadOptions) -> ir.Model:
     config = kf.config
     if "class_name" not in config and "config" not in config:
         raise InvalidModelError("the model config is not a Keras model", path=path)
@@ -89,13 +99,11 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
         # drop the slice). Shape inference at export names what it can prove.
         out.shape = ir.Shape(dims)
         out.type = ir.TensorType(ir.DataType.from_numpy(t.dtype))
-    meta = {"modelport.keras_version": kf.keras_version,
-            "modelport.keras_backend": f"{ctx.keras_backend} ({how})"}
+    meta = {KERAS_VERSION_KEY: kf.keras_version,
+            KERAS_BACKEND_KEY: f"{ctx.keras_backend} ({how})"}
     if ctx.layouts:
         meta[VALUE_LAYOUTS_KEY] = json.dumps(ctx.layouts, separators=(",", ":"))
-    model = b.build(metadata=meta)
-    model._modelport_handles = kf.handles  # keep the files open while tensors are lazy
-    return model
+    return b.build(metadata=meta)
 
 
 def file_backend(kf, options: LoadOptions, path: str) -> tuple[str, str]:
@@ -154,6 +162,11 @@ def check_layers(spec: ModelSpec, options: LoadOptions, path: str, prefix: str =
             for inner in _wrapped(layer):
                 if _lookup(inner) is None:
                     missing.setdefault(_label(inner), []).append(full)
+            if layer.class_name == "TFOpLambda" and _lookup(layer) is not None:
+                fn = str(layer.config.get("function"))
+                if not tf_functions.supported(fn):
+                    missing.setdefault(f"TFOpLambda {fn!r}" + tf_functions.why_not(fn),
+                                       []).append(full)
             if layer.class_name == "Lambda" and _lookup(layer) is None:
                 lambdas.append(full)
             elif layer.class_name != "InputLayer" and _lookup(layer) is None:
@@ -171,12 +184,18 @@ def check_layers(spec: ModelSpec, options: LoadOptions, path: str, prefix: str =
     if lambdas:
         missing.setdefault("Lambda", []).extend(lambdas)
     if missing:
-        raise UnsupportedOpsError(
-            missing, path=path, kind="Keras layer",
-            hint="custom layers are never executed; register a translation with "
-                 "@keras_layer('ClassName') from modelport.importers.keras (see docs/extending.md)"
-                 + ("; Lambda code is not translated even with --trust-code"
-                    if "Lambda" in missing else ""))
+        functions = [k for k in missing if k.startswith("TFOpLambda ")]
+        hints = []
+        if len(functions) < len(missing):
+            hints.append("custom layers are never executed; register a translation with "
+                         "@keras_layer('ClassName') from modelport.importers.keras (see "
+                         "docs/extending.md)")
+        if "Lambda" in missing:
+            hints.append("Lambda code is not translated even with --trust-code")
+        if functions:
+            hints.append("these TensorFlow functions have no translation yet (see the "
+                         "TFOpLambda functions in docs/formats/keras.md)")
+        raise UnsupportedOpsError(missing, path=path, kind="Keras layer", hint="; ".join(hints))
 
 
 def _label(spec: LayerSpec) -> str:

@@ -26,7 +26,7 @@ import zipfile
 import zlib
 from typing import Any
 
-from modelport.errors import InvalidModelError
+from modelport.errors import InvalidModelError, first_line
 
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 
@@ -268,7 +268,7 @@ class Dataset:
         self.size = count
 
     def _error(self, exc: BaseException) -> InvalidModelError:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         where = getattr(self, "name", None) or "a weight"
         return InvalidModelError(f"cannot read {where} (truncated or corrupt?): {text}",
                                  path=self.path)
@@ -290,7 +290,7 @@ class Dataset:
 
 
 def _group_error(exc: BaseException, path: str) -> InvalidModelError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     return InvalidModelError(f"cannot read the weights (truncated or corrupt?): {text}",
                              path=path)
 
@@ -443,7 +443,7 @@ def open_keras(path: str, weights_path: str | None) -> KerasFile:
         # JSONDecodeError are ValueErrors; HDF5 reports corrupt metadata as RuntimeError).
         for h in handles:
             h.close()
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise InvalidModelError(f"cannot be read as a Keras file (truncated or corrupt?): "
                                 f"{text}", path=path) from exc
 

@@ -32,7 +32,7 @@ import os
 import zipfile
 from typing import Any
 
-from modelport.errors import InvalidModelError, UnsafeModelError
+from modelport.errors import InvalidModelError, UnsafeModelError, first_line
 
 # Packages whose modules Keras may import by name from a config (its own).
 KERAS_PACKAGES = ("keras", "tf_keras")
@@ -131,14 +131,9 @@ def _pure_tf_function(fn: str) -> bool:
     from modelport.importers.keras.load import load_translators
 
     load_translators()
-    from modelport.importers.keras.layers import ops
+    from modelport.importers.keras.layers.tf_functions import supported
 
-    known: set[str] = set(getattr(ops, "_tf_functions", {}))
-    for table in ("_TF_BINARY", "_TF_DIVIDE", "_TF_FLOORDIV", "_TF_COMPARE", "_TF_LOGIC",
-                  "_TF_UNARY", "_TF_REDUCE"):
-        known |= set(getattr(ops, table, ()))
-    known.add("math.squared_difference")
-    return fn in known
+    return supported(fn)
 
 
 def check(path: str, options: Any, *, run: bool) -> None:
@@ -148,7 +143,7 @@ def check(path: str, options: Any, *, run: bool) -> None:
         config, _version = read_config(path)
     except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError, EOFError,
             zipfile.BadZipFile) as exc:  # what json, zipfile and h5py raise on malformed input
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise InvalidModelError(f"cannot read the Keras config ({text})", path=path) from exc
     if config is None:
         return

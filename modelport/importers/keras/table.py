@@ -236,11 +236,8 @@ class Context:
 def reduce(ctx: Context, op_type: str, x: ir.Value, axes: Sequence[int], keepdims: bool
            ) -> ir.Value:
     """Reduce over ``axes`` with the axes as an attribute or input, as opset 17 wants."""
-    axes = [int(a) for a in axes]
-    if op_type == "ReduceSum" or ctx.b.opset >= 18:
-        return ctx.op(op_type, x, ctx.const(np.array(axes, np.int64), "axes"),
-                      keepdims=int(keepdims))
-    return ctx.op(op_type, x, axes=axes, keepdims=int(keepdims))
+    extra, attrs = ctx.b.reduce_axes(op_type, axes)
+    return ctx.op(op_type, x, *extra, keepdims=int(keepdims), **attrs)
 
 
 def scalar(ctx: Context, v: float, dtype: Any = np.float32) -> ir.Value:

@@ -23,14 +23,17 @@ import onnx
 import onnx_ir as ir
 
 from modelport.errors import InvalidModelError
-from modelport.graph_ir import GraphBuilder, lazy_tensor
-from modelport.importers.mxnet import ops as _ops  # noqa: F401 - registers translators
+from modelport.graph_ir import GraphBuilder, keep_open, lazy_tensor
+from modelport.graph_ir.metadata import io_key
 from modelport.importers.mxnet.params import ParamsFile, is_params_file
 from modelport.importers.mxnet.symbol import Node, Symbol, read_symbol
 from modelport.importers.mxnet.table import mxnet_op
+from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
 
-IO_KEY = "modelport.mxnet.io"
+load_translators("modelport.importers.mxnet.ops")
+
+IO_KEY = io_key("mxnet")
 # Inputs of training-only heads that inference ignores (labels).
 IGNORED_INPUTS = {
     "SoftmaxOutput": {1}, "LinearRegressionOutput": {1}, "LogisticRegressionOutput": {1},
@@ -96,7 +99,15 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     symbol_path, params_path = resolve_files(path, options)
     symbol = read_symbol(symbol_path)
     params = ParamsFile(params_path) if params_path else None
-    return build(symbol, params, options, symbol_path)
+    if params is None:
+        return build(symbol, params, options, symbol_path)
+    try:
+        model = build(symbol, params, options, symbol_path)
+    except BaseException:
+        params.close()
+        raise
+    keep_open(model, [params])  # lazy tensors read it; the pipeline closes it
+    return model
 
 
 class Pending:
@@ -163,12 +174,12 @@ class Context:
 
     def reduce(self, op_type: str, x: ir.Value, axes: Sequence[int] | None, *, keepdims: int,
                ) -> ir.Value:
-        """A Reduce* node (opset 17: only ReduceSum takes its axes as an input)."""
+        """A Reduce* node, its axes as the opset wants them (GraphBuilder.reduce_axes); over
+        every axis when ``axes`` is None."""
         if axes is None:
             return self.op(op_type, x, keepdims=keepdims)
-        if op_type == "ReduceSum":
-            return self.op(op_type, x, self.ints(list(axes), "axes"), keepdims=keepdims)
-        return self.op(op_type, x, axes=list(axes), keepdims=keepdims)
+        extra, attrs = self.b.reduce_axes(op_type, axes)
+        return self.op(op_type, x, *extra, keepdims=keepdims, **attrs)
 
     def fail(self, message: str) -> InvalidModelError:
         n = self.node

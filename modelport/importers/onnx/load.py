@@ -8,9 +8,8 @@ import onnx
 import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
-from modelport.errors import InvalidModelError
-from modelport.exporters.onnx import FULL_CHECK_KEY
-from modelport.graph_ir.source import SOURCE_KEY
+from modelport.errors import InvalidModelError, first_line
+from modelport.graph_ir.metadata import FULL_CHECK_KEY, SOURCE_KEY
 from modelport.importers.registry import LoadOptions
 
 
@@ -19,7 +18,7 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
         proto = onnx.load(path, load_external_data=False)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise InvalidModelError(
-            f"cannot parse as ONNX (truncated or corrupt?): {_first_line(exc)}", path=path
+            f"cannot parse as ONNX (truncated or corrupt?): {first_line(exc)}", path=path
         ) from exc
     except OSError as exc:
         raise InvalidModelError(f"cannot read: {exc.strerror or exc}", path=path) from exc
@@ -30,7 +29,7 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     try:
         onnx.checker.check_model(checked)
     except Exception as exc:
-        raise InvalidModelError(f"is not a valid ONNX model: {_first_line(exc)}", path=path) from exc
+        raise InvalidModelError(f"is not a valid ONNX model: {first_line(exc)}", path=path) from exc
     try:
         onnx.checker.check_model(checked, full_check=True)
         full_check = True
@@ -84,7 +83,3 @@ def _check_external_data(proto: onnx.ModelProto, path: str) -> bool:
             )
     return found
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -26,7 +26,6 @@ import io
 import logging
 import os
 import re
-import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -34,8 +33,9 @@ from typing import Any
 import onnx_ir as ir
 import torch
 
-from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError
-from modelport.graph_ir.source import SOURCE_KEY
+from modelport.errors import InputSpecError, InvalidModelError, UnsupportedOpsError, first_line
+from modelport.graph_ir.metadata import FIXED_INPUT_SHAPES_META, NOTES_META, SOURCE_KEY
+from modelport.graph_ir.metadata import PYTORCH_ROUTE_KEY as ROUTE_KEY
 from modelport.importers.pytorch.sources import (
     TorchSource,
     open_source,
@@ -45,7 +45,6 @@ from modelport.importers.registry import LoadOptions
 
 ONNX_OPSET = 18  # the exporter's native opset; the exporter's own down-conversion is fragile
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
-ROUTE_KEY = "modelport.pytorch_route"
 ROOT = "(root)"
 # Exporter metadata not kept in the output: stack traces and FX node text (local file paths and
 # source code, different on every machine) and the namespace string (name_scopes and
@@ -194,10 +193,10 @@ def _export_error(exc: Exception, source: TorchSource, stage: str) -> Exception:
         dims = ", ".join(sorted({d for v in source.symbolic.values() for d in v.values()}))
         return InputSpecError(
             f"{source.path}: the model fixes the size of the dynamic dim(s) {dims} "
-            f"({_first_line(text)}); drop --dynamic or make the code shape-generic")
+            f"({_torch_message(text)}); drop --dynamic or make the code shape-generic")
     where = f" at {op}" if op else ""
     return InvalidModelError(
-        f"{stage} failed{where}: {type(exc).__name__}: {_first_line(text)}; "
+        f"{stage} failed{where}: {type(exc).__name__}: {_torch_message(text)}; "
         "rerun with --debug for the full error", path=source.path)
 
 
@@ -211,12 +210,8 @@ def _exception_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Traceback", "[torch.onnx]")):
-            return line[:300]
-    return "no message"
+def _torch_message(text: str) -> str:
+    return first_line(text, "no message", skip=("Traceback", "[torch.onnx]"))[:300]
 
 
 # -- TorchScript -------------------------------------------------------------------------------
@@ -277,21 +272,24 @@ def _export_torchscript(source: TorchSource, options: LoadOptions) -> tuple[ir.M
         except Exception as exc:
             failures.append(f"{route}{' (dynamic)' if dynamic else ''}: {_short(exc)}")
             continue
-        if dynamic:
-            cost = "keeps the dynamic dims"
-        else:
-            cost = "fixed shapes " + _shape_text(source)
-            _fix_shapes(source, options)
-        return model, _report_route(route, cost, source, failures)
+        cost = "keeps the dynamic dims" if dynamic else "fixed shapes " + _shape_text(source)
+        # Reported through the pipeline (ConvertResult.notes), not printed here; the sizes a
+        # fixed route traced go to the pipeline too, which applies them to its own copy of the
+        # options (the caller's stay as given).
+        note = _route_note(route, cost, failures)
+        model.meta[NOTES_META] = [note]
+        if not dynamic:
+            model.meta[FIXED_INPUT_SHAPES_META] = _fixed_shapes(source)
+        return model, note
     raise InvalidModelError(
         "no route converts this TorchScript module (" + "; ".join(failures) + "); rerun with "
         "--debug, or export the original nn.Module with torch.export.save", path=source.path)
 
 
-def _fix_shapes(source: TorchSource, options: LoadOptions) -> None:
+def _fixed_shapes(source: TorchSource) -> dict[str, list[int]]:
     """A fixed-shape route traced the user's own sizes: no dim stays symbolic."""
-    for name, tensor in zip(source.input_names, source.fixed_inputs):
-        options.input_shapes[name] = list(tensor.shape)
+    return {name: list(tensor.shape)
+            for name, tensor in zip(source.input_names, source.fixed_inputs)}
 
 
 def _wrapper(source: TorchSource, dynamic: bool) -> ir.Model:
@@ -368,11 +366,10 @@ _ROUTE_NAMES = {"wrapper": "wrapper module + torch.export", "ts2ep": "TS2EPConve
                 "legacy": "legacy TorchScript exporter (deprecated)"}
 
 
-def _report_route(route: str, cost: str, source: TorchSource, failures: list[str]) -> str:
+def _route_note(route: str, cost: str, failures: list[str]) -> str:
     line = f"TorchScript route: {_ROUTE_NAMES[route]}; {cost}"
     if failures:
         line += " [earlier routes failed: " + "; ".join(failures) + "]"
-    print(f"modelport: {source.path}: {line}", file=sys.stderr)
     return line
 
 
@@ -382,7 +379,7 @@ def _shape_text(source: TorchSource) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {_first_line(_exception_text(exc))[:160]}"
+    return f"{type(exc).__name__}: {_torch_message(_exception_text(exc))[:160]}"
 
 
 def _rename_lifted(model: ir.Model, program: torch.export.ExportedProgram, script: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from modelport.errors import InputSpecError, InvalidModelError, UnsafeModelError
+from modelport.errors import InputSpecError, InvalidModelError, UnsafeModelError, first_line
 from modelport.importers.pytorch.format import archive_kind, is_entry_point
 from modelport.importers.registry import LoadOptions, read_head
 
@@ -143,7 +143,7 @@ def load_state_dict(module: torch.nn.Module, path: str) -> None:
             "is not a plain state_dict (it pickles Python objects, and loading it would run "
             "code); save model.state_dict() instead", path=path) from exc
     except Exception as exc:
-        raise InvalidModelError(f"cannot read as a state_dict ({_first_line(exc)})",
+        raise InvalidModelError(f"cannot read as a state_dict ({first_line(exc)})",
                                 path=path) from exc
     state = _unwrap_checkpoint(state)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -190,12 +190,12 @@ def _load_pickle(path: str, options: LoadOptions) -> torch.nn.Module:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc2:
-            raise InvalidModelError(f"cannot unpickle ({_first_line(exc2)}); the classes it "
+            raise InvalidModelError(f"cannot unpickle ({first_line(exc2)}); the classes it "
                                     "refers to must be importable", path=path) from exc2
     except (RuntimeError, OSError, ValueError, EOFError, KeyError) as exc:
         # torch's zip reader (miniz) and unpickler on a truncated or corrupt archive
         raise InvalidModelError(f"cannot be read as a torch.save archive (truncated or "
-                                f"corrupt?): {_first_line(exc)}", path=path) from exc
+                                f"corrupt?): {first_line(exc)}", path=path) from exc
     if isinstance(obj, torch.nn.Module):
         return obj.eval()
     if isinstance(_unwrap_checkpoint(obj), dict):
@@ -210,7 +210,7 @@ def _load_torchscript(path: str) -> torch.jit.ScriptModule:
     try:
         return torch.jit.load(path, map_location="cpu").eval()
     except Exception as exc:
-        raise InvalidModelError(f"cannot load as TorchScript ({_first_line(exc)})",
+        raise InvalidModelError(f"cannot load as TorchScript ({first_line(exc)})",
                                 path=path) from exc
 
 
@@ -326,7 +326,7 @@ def _open_export(path: str, options: LoadOptions) -> TorchSource:
     except UnsafeModelError:
         raise
     except Exception as exc:
-        raise InvalidModelError(f"cannot load as a torch.export archive ({_first_line(exc)})",
+        raise InvalidModelError(f"cannot load as a torch.export archive ({first_line(exc)})",
                                 path=path) from exc
     finally:
         logger.setLevel(level)
@@ -369,7 +369,3 @@ def _few(names: list[str], limit: int = 4) -> str:
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -24,16 +24,18 @@ from onnx import helper, numpy_helper
 
 from modelport.errors import InvalidModelError, UnsupportedOpsError
 from modelport.graph_ir import GraphBuilder
+from modelport.graph_ir.metadata import SOURCE_PERM_KEY, io_key
+from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
 from modelport.importers.tensorflow import control, dtypes
-from modelport.importers.tensorflow import ops as _ops  # noqa: F401 - registers translators
 from modelport.importers.tensorflow.control import FUNCTION_ATTRS, IF_OPS, WHILE_OPS
 from modelport.importers.tensorflow.source import Resource, Source, TensorRef, read_source
 from modelport.importers.tensorflow.table import CONTROL_FLOW, tf_op
 from modelport.importers.tensorflow.tensors import lazy_or_array, shape_of, to_array
 
-IO_KEY = "modelport.tensorflow.io"
-SOURCE_PERM_KEY = "modelport.source_perm"  # as verification reads it (see convert/verify.py)
+load_translators("modelport.importers.tensorflow.ops")
+
+IO_KEY = io_key("tensorflow")
 FOLD_LIMIT = 1 << 16  # constant inputs up to this many elements are evaluated when translating
 CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
 INPUT_OPS = ("Placeholder",)

@@ -18,8 +18,9 @@ import onnx_ir as ir
 
 from modelport.errors import InvalidModelError, UnsafeModelError, UnsupportedOpsError
 from modelport.graph_ir import GraphBuilder, lazy_tensor
+from modelport.graph_ir.metadata import io_key
+from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
-from modelport.importers.torch7 import modules as _modules  # noqa: F401 - registers translators
 from modelport.importers.torch7.reader import (
     LuaFunction,
     LuaTable,
@@ -30,8 +31,10 @@ from modelport.importers.torch7.reader import (
 from modelport.importers.torch7.reader import load as read_file
 from modelport.importers.torch7.table import torch7_module
 
+load_translators("modelport.importers.torch7.modules")
+
 INPUT_NAME = "input"
-IO_KEY = "modelport.torch7.io"
+IO_KEY = io_key("torch7")
 _PREFIXES = ("nn.", "cudnn.", "cunn.", "fbcunn.")
 _MISSING = object()
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from modelport.convert.pipeline import convert
-from modelport.importers.caffe.write import random_caffemodel
 from modelport.importers.registry import LoadOptions
 from tests.oracles import assert_close, run_onnx
+from tests.oracles.caffe_write import random_caffemodel
 
 RTOL, ATOL = 1e-3, 1e-4
 
@@ -67,7 +67,7 @@ def check_net(tmp_path, text: str, inputs: dict[str, list[int]], *, seed: int = 
 
 def convert_with(tmp_path, text: str, blobs: dict[str, list[np.ndarray]]):
     """Write ``text`` and explicit weights (layer -> blobs), convert; returns the ONNX path."""
-    from modelport.importers.caffe.write import write_caffemodel
+    from tests.oracles.caffe_write import write_caffemodel
 
     proto = tmp_path / "np.prototxt"
     proto.write_text(text)

@@ -9,10 +9,10 @@ import pytest
 
 from modelport.convert.pipeline import convert
 from modelport.convert.runners.caffe_opencv import reference
-from modelport.importers.caffe.write import random_caffemodel
 from modelport.importers.registry import LoadOptions
 from tests.importers.caffe.helpers import corpus_dir, make_inputs
 from tests.oracles import assert_close, run_onnx
+from tests.oracles.caffe_write import random_caffemodel
 
 CORPUS = corpus_dir()
 slow = pytest.mark.slow

@@ -12,10 +12,10 @@ from modelport.convert.pipeline import convert
 from modelport.convert.runners.caffe_opencv import reference
 from modelport.errors import InvalidModelError, UnsupportedOpsError
 from modelport.importers.caffe.load import load
-from modelport.importers.caffe.write import random_caffemodel, write_caffemodel
 from modelport.importers.registry import LoadOptions, detect_format
 from tests.importers.caffe.helpers import check_net, make_inputs
 from tests.oracles import assert_close, run_onnx
+from tests.oracles.caffe_write import random_caffemodel, write_caffemodel
 
 V1_NET = """name: "v1"
 input: "data"
@@ -264,8 +264,8 @@ def test_unpacked_blob_data(tmp_path):
     # Repeated floats written one field per value (not packed) must read the same.
     import struct
 
-    from modelport.importers.caffe.write import _len_field
     from modelport.protowire import FIXED32, encode_key, encode_varint
+    from tests.oracles.caffe_write import _len_field
 
     def blob(array):
         dims = b"".join(encode_varint(d) for d in array.shape)

@@ -51,9 +51,9 @@ def test_inner_product_transpose(tmp_path):
     # checked against Caffe's definition, y = x @ W with W stored [K, N], in NumPy.
     import numpy as np
 
-    from modelport.importers.caffe.write import write_caffemodel
     from tests.importers.caffe.helpers import make_inputs
     from tests.oracles import assert_close, run_onnx
+    from tests.oracles.caffe_write import write_caffemodel
 
     proto = tmp_path / "ip.prototxt"
     proto.write_text('input: "data"\ninput_shape { dim: 2 dim: 3 dim: 4 }\n'

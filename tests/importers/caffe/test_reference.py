@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from modelport.convert.pipeline import convert, verify_model
-from modelport.importers.caffe.write import random_caffemodel
 from modelport.importers.registry import LoadOptions
+from tests.oracles.caffe_write import random_caffemodel
 
 NET = """
 name: "tiny"

@@ -6,6 +6,8 @@ model × source-kind matrix is in test_matrix.py (marked slow).
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import subprocess
 import sys
@@ -122,11 +124,16 @@ def test_pt2_two_inputs_tuple_output_dynamic(folder):
 def test_torchscript_takes_wrapper_route_at_fixed_batch(folder, capfd):
     src, options, module = write_source("script", "cnn", folder)
     out = os.path.join(folder, "cnn_ts.onnx")
-    result = modelport.convert(src, out, verify=True, **options)
+    given = copy.deepcopy(options)
+    mine = LoadOptions(**options)
+    result = modelport.convert(src, out, verify=True, options=mine)
     assert result.passed, result.report.table()
     assert result.format == "torchscript"
-    err = capfd.readouterr().err
-    route = [line for line in err.splitlines() if "TorchScript route:" in line]
+    # The route fixed the input sizes; the caller's options stay as they were given.
+    assert options == given and mine == LoadOptions(**given)
+    # The route is a note of the result, not a line the importer prints (--json, --quiet hold).
+    assert "TorchScript route" not in capfd.readouterr().err
+    route = [line for line in result.notes if "TorchScript route:" in line]
     assert len(route) == 1 and "wrapper module + torch.export" in route[0]
     assert "fixed shapes x 1x3x16x16" in route[0]
     proto = onnx.load(out)
@@ -136,6 +143,24 @@ def test_torchscript_takes_wrapper_route_at_fixed_batch(folder, capfd):
     compare_with_eager(out, module, "cnn", batches=(1,))
     with pytest.raises(InputSpecError, match="not available for TorchScript"):
         modelport.verify(src, out, per_layer=True, **options)
+    # On the command line the note goes to stderr, and into the report with --json only.
+    from modelport.cli import main
+
+    shape_flags = [f for name, dims in options["input_shapes"].items()
+                   for f in ("--input", f"{name}:{','.join(map(str, dims))}")]
+    for flags in (["--json"], []):
+        capfd.readouterr()
+        try:
+            main(["convert", src, "-o", os.path.join(folder, "cli.onnx"), "--force",
+                  "--trust-code", *shape_flags, *flags])
+        except SystemExit as exc:
+            assert not exc.code
+        got = capfd.readouterr()
+        if flags:
+            assert "route" not in got.err
+            assert "fixed shapes" in json.loads(got.out)["notes"][0]
+        else:
+            assert f"modelport: {src}: TorchScript route: wrapper" in got.err
 
 
 def test_torchscript_dynamic_batch_takes_legacy_route(folder, capfd):
@@ -143,7 +168,7 @@ def test_torchscript_dynamic_batch_takes_legacy_route(folder, capfd):
     out = os.path.join(folder, "cnn_ts_dynamic.onnx")
     result = modelport.convert(src, out, verify=True, dynamic=["batch"], **options)
     assert result.passed, result.report.table()
-    route = [line for line in capfd.readouterr().err.splitlines() if "route:" in line]
+    route = [line for line in result.notes if "route:" in line]
     assert len(route) == 1 and "legacy TorchScript exporter" in route[0], route
     assert "keeps the dynamic dims" in route[0]
     proto = onnx.load(out)
@@ -157,7 +182,7 @@ def test_torchscript_dynamic_transformer_falls_back_to_fixed_batch(folder, capfd
     out = os.path.join(folder, "attention_ts.onnx")
     result = modelport.convert(src, out, verify=True, dynamic=["batch"], **options)
     assert result.passed, result.report.table()
-    route = [line for line in capfd.readouterr().err.splitlines() if "route:" in line]
+    route = [line for line in result.notes if "route:" in line]
     assert len(route) == 1 and "wrapper module + torch.export; fixed shapes" in route[0]
     assert "legacy (dynamic): " in route[0]  # the failure that made it fall back
     assert onnx.load(out).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1

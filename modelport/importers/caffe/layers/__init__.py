@@ -1,11 +1,2 @@
-"""Caffe layer translators, one module per family; importing this package registers them."""
-
-from modelport.importers.caffe.layers import (  # noqa: F401
-    activation,
-    conv,
-    norm,
-    pooling,
-    resize,
-    shape,
-    ssd,
-)
+"""Caffe layer translators, one module per family; optable.load_translators
+imports every module of this package (each registers its translators)."""

@@ -170,10 +170,10 @@ def detection_output(ctx, layer, inputs):
                   ctx.ints([2], "ma"), shape=half)
     maxs = ctx.op("Slice", class_boxes, ctx.ints([2], "x2"), ctx.ints([4], "x4"),
                   ctx.ints([2], "xa"), shape=half)
-    bad = ctx.op("ReduceMax", ctx.op("Cast", ctx.op("LessOrEqual", maxs, mins, shape=half,
-                                                    dtype=ir.DataType.BOOL),
-                                     to=f, shape=half),
-                 axes=[2], keepdims=1, shape=[fg, k1, 1])
+    bad = ctx.reduce("ReduceMax", ctx.op("Cast", ctx.op("LessOrEqual", maxs, mins, shape=half,
+                                                        dtype=ir.DataType.BOOL),
+                                         to=f, shape=half),
+                     [2], keepdims=1, shape=[fg, k1, 1])
     points = ctx.op("Concat", mins, mins, axis=2, shape=[fg, k1, 4])
     nms_boxes = ctx.op("Where", ctx.op("Cast", bad, to=ir.DataType.BOOL, shape=[fg, k1, 1],
                                        dtype=ir.DataType.BOOL),

@@ -151,7 +151,7 @@ def where_op(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
 # -- indexing ---------------------------------------------------------------------------------
 
 def _keras2_spec(key):
-    """A Keras 3 serialised index in the form tf.keras saves one (see ops.index_tensor)."""
+    """A Keras 3 serialised index in the form tf.keras saves one (see tf_functions.index_tensor)."""
     items = key if isinstance(key, list) else [key]
     out = []
     for it in items:
@@ -164,7 +164,7 @@ def _keras2_spec(key):
 
 @keras_layer("GetItem")
 def get_item(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    from modelport.importers.keras.layers.ops import index_tensor
+    from modelport.importers.keras.layers.tf_functions import index_tensor
 
     key = getattr(ctx, "args", None)
     if key is None or len(key) < 2:

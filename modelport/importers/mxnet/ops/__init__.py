@@ -1,11 +1,2 @@
-"""MXNet operator translators, one module per family; importing this package registers them."""
-
-from modelport.importers.mxnet.ops import (  # noqa: F401
-    activation,
-    conv,
-    math,
-    norm,
-    pooling,
-    recurrent,
-    shape,
-)
+"""MXNet operator translators, one module per family; optable.load_translators
+imports every module of this package (each registers its translators)."""

@@ -1,3 +1,2 @@
-"""TensorFlow op translators, one module per family; importing this package registers them."""
-
-from modelport.importers.tensorflow.ops import array, conv, lists, math, nn  # noqa: F401
+"""TensorFlow op translators, one module per family; optable.load_translators
+imports every module of this package (each registers its translators)."""

@@ -186,10 +186,9 @@ def _reduce(onnx_op):
             x = ctx.cast(x, ir.DataType.INT32)
         if not ax:
             y = ctx.op("Identity", x)
-        elif onnx_op == "ReduceSum":
-            y = ctx.op(onnx_op, x, ctx.ints(ax, "axes"), keepdims=keep)
         else:
-            y = ctx.op(onnx_op, x, axes=ax, keepdims=keep)
+            extra, attrs = ctx.b.reduce_axes(onnx_op, ax)
+            y = ctx.op(onnx_op, x, *extra, keepdims=keep, **attrs)
         return ctx.cast(y, ir.DataType.BOOL) if is_bool else y
 
     return translate

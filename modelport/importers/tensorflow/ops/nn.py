@@ -116,9 +116,10 @@ def fused_batch_norm(ctx, node, inputs):
 
     if node.b("is_training", True):  # the op's default
         # Training mode: normalise with the batch's own statistics (the inputs are ignored).
-        m = ctx.op("ReduceMean", x, axes=axes, keepdims=1)
+        extra, attrs = ctx.b.reduce_axes("ReduceMean", axes)
+        m = ctx.op("ReduceMean", x, *extra, keepdims=1, **attrs)
         d = ctx.op("Sub", x, m)
-        v = ctx.op("ReduceMean", ctx.op("Mul", d, d), axes=axes, keepdims=1)
+        v = ctx.op("ReduceMean", ctx.op("Mul", d, d), *extra, keepdims=1, **attrs)
         scale = ctx.op("Div", shaped(gamma), ctx.op("Sqrt", ctx.op("Add", v, ctx.scalar(
             eps, x, "eps"))))
         y = ctx.op("Add", ctx.op("Mul", d, scale), shaped(beta))

@@ -82,16 +82,19 @@ def normalize(ctx, m, x):
     reduced = [*shape[:-1], 1]
     if math.isinf(p):
         a = ctx.op("Abs", x, shape=shape)
-        norm = ctx.op("ReduceMax", a, axes=[-1], keepdims=1, shape=reduced)
+        extra, attrs = ctx.b.reduce_axes("ReduceMax", [-1])
+        norm = ctx.op("ReduceMax", a, *extra, keepdims=1, shape=reduced, **attrs)
         norm = ctx.op("Add", norm, ctx.const(eps, "eps"), shape=reduced)
     else:
         if p == 2:
-            s = ctx.op("ReduceSumSquare", x, axes=[-1], keepdims=1, shape=reduced)
+            extra, attrs = ctx.b.reduce_axes("ReduceSumSquare", [-1])
+            s = ctx.op("ReduceSumSquare", x, *extra, keepdims=1, shape=reduced, **attrs)
         else:
             a = ctx.op("Abs", x, shape=shape)
             if p != 1:
                 a = ctx.op("Pow", a, ctx.const(p, "p"), shape=shape)
-            s = ctx.op("ReduceSum", a, ctx.ints([-1], "axes"), keepdims=1, shape=reduced)
+            extra, attrs = ctx.b.reduce_axes("ReduceSum", [-1])
+            s = ctx.op("ReduceSum", a, *extra, keepdims=1, shape=reduced, **attrs)
         s = ctx.op("Add", s, ctx.const(eps, "eps"), shape=reduced)
         norm = s if p == 1 else (ctx.op("Sqrt", s, shape=reduced) if p == 2 else
                                  ctx.op("Pow", s, ctx.const(1.0 / p, "inv_p"), shape=reduced))

@@ -1,5 +1,6 @@
-"""Writing caffemodels: seeded random weights for a net definition (structure checks, tests,
-benchmarks), streamed to disk in Caffe's wire format one blob at a time."""
+"""Writing caffemodels: seeded random weights for a net definition, streamed to disk in Caffe's
+wire format one blob at a time. For tests, benchmarks and the demo; not part of the product
+package (a user converts an untrained net with --random-weights)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Keras 3 operations recorded in functional graphs (``x + 1``, ``ops.sqrt(x)``...), the
-ConvNeXt/Inception-ResNet helper layers of keras.applications, and the TensorFlow functions and
-indexing that Keras 2 records as TFOpLambda / SlicingOpLambda layers.
+"""TensorFlow functions and Python indexing that tf.keras (Keras 2) records as TFOpLambda and
+SlicingOpLambda layers, translated without executing anything.
 
-Merge layers and these operations share class names (``Add``, ``Multiply``...); both take a
-list of tensors, so one translator serves both.
+The functions have a registry of their own (:func:`tf_function`, plus the tables of simple
+element-wise, comparison and reduction functions below): :func:`supported` tells the importer,
+before it translates anything, which functions of a model it cannot translate, so they are
+listed together with unsupported layers.
 """
 
 from __future__ import annotations
@@ -22,62 +23,7 @@ from modelport.importers.keras.table import (
     ints,
     keras_layer,
     reduce,
-    scalar,
 )
-
-_UNARY = {"Negative": "Neg", "Sqrt": "Sqrt", "Abs": "Abs", "Exp": "Exp", "Log": "Log",
-          "Tanh": "Tanh", "Sigmoid": "Sigmoid", "Relu": "Relu", "Floor": "Floor",
-          "Ceil": "Ceil", "Sin": "Sin", "Cos": "Cos", "Erf": "Erf", "Reciprocal": "Reciprocal",
-          "Softplus": "Softplus", "Softsign": "Softsign"}
-
-
-def _unary(op_type: str):
-    def fn(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-        t = inputs[0]
-        return t.like(ctx.op(op_type, t.value))
-
-    return fn
-
-
-for _name, _op in _UNARY.items():
-    keras_layer(_name)(_unary(_op))
-
-
-@keras_layer("Divide", "TrueDivide")
-def divide(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    return _chain(ctx, "Div", inputs)
-
-
-@keras_layer("Power")
-def power(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    return _chain(ctx, "Pow", inputs)
-
-
-@keras_layer("Square")
-def square(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    t = inputs[0]
-    return t.like(ctx.op("Mul", t.value, t.value))
-
-
-@keras_layer("LayerScale")
-def layer_scale(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    """keras.applications.convnext.LayerScale: x * gamma over the channel axis."""
-    t = ctx.unflatten(inputs[0])
-    n = int(layer.weights()[0].shape[0])
-    shape = [1] * t.rank
-    shape[t.phys_axis(-1)] = n
-    g = ctx.weight(layer, 0, "gamma", transform=lambda w: w.reshape(shape), shape=shape)
-    return t.like(ctx.op("Mul", t.value, g))
-
-
-@keras_layer("CustomScaleLayer", "Custom>CustomScaleLayer")
-def custom_scale(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    """keras.applications.inception_resnet_v2.CustomScaleLayer: x[0] + x[1] * scale."""
-    scale = float(layer.config["scale"])
-    perm, (a, b) = ctx.common_layout(inputs[:2])
-    y = ctx.op("Add", a, ctx.op("Mul", b, scalar(ctx, scale)))
-    return KT(y, inputs[0].shape, inputs[0].dtype, perm)
-
 
 # -- Keras 2 TFOpLambda and SlicingOpLambda -------------------------------------------------
 #
@@ -129,7 +75,10 @@ _TF_DEFAULTS = {"batch_dims": 0, "validate_indices": None, "conjugate": False,
 _tf_functions: dict = {}
 
 
-def _tf(*names: str):
+def tf_function(*names: str):
+    """Register a translator ``(ctx, fn, inputs, kwargs) -> KT`` for TensorFlow functions
+    ``tf.<name>`` recorded in TFOpLambda layers."""
+
     def register(fn):
         for n in names:
             _tf_functions[n] = fn
@@ -341,35 +290,35 @@ def _tf_reduce(ctx: Context, fn: str, t: KT, kw: dict) -> KT:
 
 # -- element-wise functions with arguments ------------------------------------------------------
 
-@_tf("nn.relu6")
+@tf_function("nn.relu6")
 def _tf_relu6(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw)
     t = _float(fn, _tensor(fn, inputs[0]))
     return t.like(ctx.op("Clip", t.value, _c(ctx, 0, t.dtype), _c(ctx, 6, t.dtype)))
 
 
-@_tf("math.square")
+@tf_function("math.square")
 def _tf_square(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw)
     t = _tensor(fn, inputs[0])
     return t.like(ctx.op("Mul", t.value, t.value))
 
 
-@_tf("math.rsqrt")
+@tf_function("math.rsqrt")
 def _tf_rsqrt(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw)
     t = _float(fn, _tensor(fn, inputs[0]))
     return t.like(ctx.op("Reciprocal", ctx.op("Sqrt", t.value)))
 
 
-@_tf("math.log_sigmoid")
+@tf_function("math.log_sigmoid")
 def _tf_log_sigmoid(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw)
     t = _float(fn, _tensor(fn, inputs[0]))
     return t.like(ctx.op("Neg", ctx.op("Softplus", ctx.op("Neg", t.value))))
 
 
-@_tf("nn.silu", "nn.swish")
+@tf_function("nn.silu", "nn.swish")
 def _tf_silu(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "beta")
     t = _float(fn, _tensor(fn, inputs[0]))
@@ -380,7 +329,7 @@ def _tf_silu(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return t.like(ctx.op("Mul", t.value, ctx.op("Sigmoid", z)))
 
 
-@_tf("nn.gelu")
+@tf_function("nn.gelu")
 def _tf_gelu(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "approximate")
     t = _float(fn, _tensor(fn, inputs[0]))
@@ -397,7 +346,7 @@ def _tf_gelu(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return t.like(op("Mul", op("Mul", x, _c(ctx, 0.5, dt)), gate))
 
 
-@_tf("nn.leaky_relu")
+@tf_function("nn.leaky_relu")
 def _tf_leaky_relu(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "alpha")
     t = _float(fn, _tensor(fn, inputs[0]))
@@ -407,7 +356,7 @@ def _tf_leaky_relu(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return t.like(ctx.op("LeakyRelu", t.value, alpha=float(alpha)))
 
 
-@_tf("clip_by_value")
+@tf_function("clip_by_value")
 def _tf_clip(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "clip_value_min", "clip_value_max")
     t = _tensor(fn, inputs[0])
@@ -420,7 +369,7 @@ def _tf_clip(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return out
 
 
-@_tf("cast", "dtypes.cast")
+@tf_function("cast", "dtypes.cast")
 def _tf_cast(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "dtype")
     t = _tensor(fn, inputs[0])
@@ -435,7 +384,7 @@ def _tf_cast(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return t.like(ctx.op("Cast", t.value, to=int(onnx_type)), dtype=dtype)
 
 
-@_tf("math.add_n")
+@tf_function("math.add_n")
 def _tf_add_n(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw)
     ts = _operands(ctx, fn, inputs)
@@ -444,7 +393,7 @@ def _tf_add_n(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return out
 
 
-@_tf("where", "where_v2")
+@tf_function("where", "where_v2")
 def _tf_where(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "x", "y")
     cond = _tensor(fn, inputs[0])
@@ -459,7 +408,7 @@ def _tf_where(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return _kt(ctx, ctx.op("Where", c, a, b), shape, x.dtype, perm)
 
 
-@_tf("math.l2_normalize", "nn.l2_normalize", "linalg.l2_normalize")
+@tf_function("math.l2_normalize", "nn.l2_normalize", "linalg.l2_normalize")
 def _tf_l2_normalize(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "axis", "epsilon")
     t = ctx.unflatten(_float(fn, _tensor(fn, inputs[0])))
@@ -473,7 +422,7 @@ def _tf_l2_normalize(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return t.like(op("Mul", x, inv))
 
 
-@_tf("one_hot")
+@tf_function("one_hot")
 def _tf_one_hot(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "depth", "on_value", "off_value", "axis", "dtype")
     t = _tensor(fn, inputs[0])
@@ -504,7 +453,7 @@ def _tf_one_hot(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
 
 # -- reductions to an index, softmax ------------------------------------------------------------
 
-@_tf("math.argmax", "math.argmin", "argmax", "argmin")
+@tf_function("math.argmax", "math.argmin", "argmax", "argmin")
 def _tf_argmax(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "axis", "output_type")
     t = ctx.unflatten(_tensor(fn, inputs[0]))
@@ -521,7 +470,7 @@ def _tf_argmax(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return _kt(ctx, y, shape, np.dtype(out_type), _perm_without(t.perm, [axis]))
 
 
-@_tf("nn.softmax", "math.softmax", "nn.log_softmax", "math.log_softmax")
+@tf_function("nn.softmax", "math.softmax", "nn.log_softmax", "math.log_softmax")
 def _tf_softmax(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "axis")
     t = ctx.unflatten(_float(fn, _tensor(fn, inputs[0])))
@@ -547,7 +496,7 @@ def _tensor_list(fn: str, inputs: list[KT]) -> list[KT]:
     return ts
 
 
-@_tf("concat")
+@tf_function("concat")
 def _tf_concat(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "axis")
     ts = _tensor_list(fn, inputs)
@@ -564,7 +513,7 @@ def _tf_concat(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return _kt(ctx, y, shape, ts[0].dtype, perm)
 
 
-@_tf("stack")
+@tf_function("stack")
 def _tf_stack(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "axis")
     ts = _tensor_list(fn, inputs)
@@ -577,7 +526,7 @@ def _tf_stack(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return KT(y, tuple(shape), ts[0].dtype)
 
 
-@_tf("unstack")
+@tf_function("unstack")
 def _tf_unstack(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> list[KT]:
     _args(fn, kw, "axis")
     t = ctx.unflatten(_tensor(fn, inputs[0]))
@@ -594,7 +543,7 @@ def _tf_unstack(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> list[KT]:
             for p in parts]
 
 
-@_tf("split")
+@tf_function("split")
 def _tf_split(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> list[KT]:
     _args(fn, kw, "num_or_size_splits", "axis")
     t = ctx.unflatten(_tensor(fn, inputs[0]))
@@ -623,7 +572,7 @@ def _tf_split(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> list[KT]:
     return out
 
 
-@_tf("reshape")
+@tf_function("reshape")
 def _tf_reshape(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "shape")
     t = _tensor(fn, inputs[0])
@@ -652,7 +601,7 @@ def _tf_reshape(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return KT(y, tuple(shape), t.dtype)
 
 
-@_tf("transpose", "compat.v1.transpose")
+@tf_function("transpose", "compat.v1.transpose")
 def _tf_transpose(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "perm")
     t = ctx.unflatten(_tensor(fn, inputs[0]))
@@ -671,7 +620,7 @@ def _tf_transpose(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return KT(y, tuple(shape), t.dtype)
 
 
-@_tf("expand_dims")
+@tf_function("expand_dims")
 def _tf_expand_dims(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "axis")
     t = _tensor(fn, inputs[0])
@@ -682,7 +631,7 @@ def _tf_expand_dims(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return KT(y, tuple(shape), t.dtype)
 
 
-@_tf("squeeze", "compat.v1.squeeze")
+@tf_function("squeeze", "compat.v1.squeeze")
 def _tf_squeeze(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "axis")
     t = ctx.unflatten(_tensor(fn, inputs[0]))
@@ -704,7 +653,7 @@ def _tf_squeeze(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return _kt(ctx, y, shape, t.dtype, _perm_without(t.perm, axes))
 
 
-@_tf("tile")
+@tf_function("tile")
 def _tf_tile(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "multiples")
     t = ctx.unflatten(_tensor(fn, inputs[0]))
@@ -718,7 +667,7 @@ def _tf_tile(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return _kt(ctx, y, shape, t.dtype, t.perm)
 
 
-@_tf("linalg.matmul", "matmul", "__operators__.matmul")
+@tf_function("linalg.matmul", "matmul", "__operators__.matmul")
 def _tf_matmul(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "b", "y", "transpose_a", "transpose_b", "adjoint_a", "adjoint_b")
     a = _tensor(fn, inputs[0])
@@ -750,7 +699,7 @@ def _tf_matmul(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     return KT(ctx.op("MatMul", va, vb), (*batch, sa[-2], sb[-1]), a.dtype)
 
 
-@_tf("gather", "compat.v1.gather")
+@tf_function("gather", "compat.v1.gather")
 def _tf_gather(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     _args(fn, kw, "indices", "axis")
     t = ctx.unflatten(_tensor(fn, inputs[0]))
@@ -884,59 +833,18 @@ def index_tensor(ctx: Context, t: KT, spec) -> KT:
     return _kt(ctx, y, shape, t.dtype, perm)
 
 
-# Comparisons and logic (Keras 3 records the masks it computes with these: NotEqual, Any,
-# LogicalOr...). A Python scalar operand takes the other operand's type.
-_COMPARE = {"Equal": "Equal", "NotEqual": "Equal", "Greater": "Greater",
-            "GreaterEqual": "GreaterOrEqual", "Less": "Less", "LessEqual": "LessOrEqual"}
-_LOGIC = {"LogicalAnd": "And", "LogicalOr": "Or", "LogicalXor": "Xor"}
+def supported(fn: str) -> bool:
+    """Whether a TFOpLambda layer calling ``tf.<fn>`` has a translation (einsum has not: tf.keras
+    does not record its operands)."""
+    return fn != "einsum" and (
+        fn in _tf_functions or fn == "math.squared_difference"
+        or any(fn in table for table in (_TF_BINARY, _TF_DIVIDE, _TF_FLOORDIV, _TF_COMPARE,
+                                         _TF_LOGIC, _TF_UNARY, _TF_REDUCE)))
 
 
-def _compare(name: str):
-    def fn(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-        inputs = _operands(ctx, name, inputs, kind="Keras operation")
-        perm, (a, b) = ctx.common_layout(inputs)
-        y = ctx.op(_COMPARE[name], a, b)
-        if name == "NotEqual":
-            y = ctx.op("Not", y)
-        return KT(y, _broadcast_shape([t.shape for t in inputs]), np.dtype(bool), perm)
-
-    return fn
-
-
-def _logic(name: str):
-    def fn(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-        cast = [t if t.dtype == bool else t.like(ctx.op("Cast", t.value, to=9), dtype=bool)
-                for t in inputs]
-        out = _chain(ctx, _LOGIC[name], cast)
-        out.dtype = np.dtype(bool)
-        return out
-
-    return fn
-
-
-for _name in _COMPARE:
-    keras_layer(_name)(_compare(_name))
-for _name in _LOGIC:
-    keras_layer(_name)(_logic(_name))
-
-
-@keras_layer("LogicalNot")
-def logical_not(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    t = inputs[0]
-    v = t.value if t.dtype == bool else ctx.op("Cast", t.value, to=9)
-    return t.like(ctx.op("Not", v), dtype=bool)
-
-
-@keras_layer("Any", "All")
-def any_all(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
-    """ops.any / ops.all over ``axis`` (all axes when None), as a max / min of 0/1 values."""
-    t = inputs[0]
-    c = layer.config
-    axis = c.get("axis")
-    axes = list(range(t.rank)) if axis is None else \
-        [a % t.rank for a in (axis if isinstance(axis, list) else [axis])]
-    keep = bool(c.get("keepdims", False))
-    x = ctx.op("Cast", ctx.logical(t), to=6)  # int32: ReduceMax/Min take no bool
-    y = reduce(ctx, "ReduceMax" if layer.class_name == "Any" else "ReduceMin", x, axes, keep)
-    shape = tuple(1 if i in axes else d for i, d in enumerate(t.shape) if keep or i not in axes)
-    return KT(ctx.op("Cast", y, to=9), shape, np.dtype(bool))
+def why_not(fn: str) -> str:
+    """What to say after an unsupported function's name ('' when there is nothing to add)."""
+    if fn == "einsum":
+        return (" (tf.keras does not record the einsum operands in the file; use an EinsumDense"
+                " or Dot layer, or re-save with Keras 3)")
+    return ""
