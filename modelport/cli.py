@@ -178,6 +178,24 @@ def _protect_stdout() -> None:
     _json_out = os.fdopen(saved, "w", encoding="utf-8")
 
 
+def _restore_stdout() -> None:
+    """Put file descriptor 1 back where it pointed before :func:`_protect_stdout`."""
+    global _json_out
+    import os
+
+    if _json_out is None:
+        return
+    out, _json_out = _json_out, None
+    try:
+        sys.stdout.flush()
+        out.flush()
+        os.dup2(out.fileno(), 1)
+    except (OSError, ValueError):
+        pass
+    finally:
+        out.close()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelport")
 def cli() -> None:
@@ -463,6 +481,13 @@ def main(argv: list[str] | None = None) -> None:
     as_json = "--json" in argv and argv[:1] in (["convert"], ["verify"], ["inspect"], ["check"])
     if as_json:
         _protect_stdout()
+    try:
+        _run(argv, debug, as_json)
+    finally:
+        _restore_stdout()  # main() may be called in-process (tests, scripts): undo the redirect
+
+
+def _run(argv: list[str], debug: bool, as_json: bool) -> None:
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not in the main thread

@@ -216,3 +216,27 @@ def test_input_option_parsing():
     assert _parse_inputs(("in:0:1x4",)) == ({"in:0": [1, 4]}, {})
     with pytest.raises(InputSpecError):
         _parse_inputs(("1,3,224",))
+
+
+def test_json_mode_puts_stdout_back_after_an_in_process_call(tmp_path):
+    """`--json` points file descriptor 1 at stderr while a command runs, so that nothing a
+    library prints can corrupt the report; a caller running main() in-process gets its stdout
+    back afterwards (a later CliRunner call would otherwise see no output)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    import modelport.cli as cli_module
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    before = os.fstat(1)
+    try:
+        cli_module.main(["inspect", str(path), "--json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    after = os.fstat(1)
+    assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)
+    assert cli_module._json_out is None

@@ -57,3 +57,6 @@ OPEN_FILES_META = "modelport.open_files"
 # False where the source (an ONNX file) does not pass onnx.checker's full check, so the
 # exporter must not demand it of the result either.
 FULL_CHECK_KEY = "modelport.source_passes_full_check"
+# model.meta: the opset the exporter will write (``convert --opset``), so that passes emitting
+# newer operators (LayerNormalization, Gelu) hold back when that opset cannot express them.
+TARGET_OPSET_KEY = "modelport.target_opset"

@@ -1037,6 +1037,6 @@ class TransposePushPass(ir.passes.InPlacePass):
             new.metadata_props.setdefault(key, text)
 
 
-@register_pass(1, "layout_transposes")
+@register_pass(1, "layout_transposes", late=True)
 def layout_pass() -> ir.passes.PassBase:
     return TransposePushPass()

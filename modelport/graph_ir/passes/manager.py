@@ -14,6 +14,7 @@ from collections.abc import Callable
 import onnx_ir as ir
 import onnx_ir.passes.common as common
 
+from modelport.graph_ir.metadata import TARGET_OPSET_KEY
 from modelport.graph_ir.passes.cleanup import cleanup_passes, final_passes, inline_passes
 from modelport.graph_ir.passes.folding import folding_passes
 from modelport.graph_ir.passes.fusions import fusion_passes
@@ -24,11 +25,21 @@ MAX_ROUNDS = 8
 _REGISTERED: list[tuple[int, str, Callable[[], ir.passes.PassBase]]] = []
 
 
-def register_pass(level: int, name: str | None = None):
-    """Decorator: run the pass built by ``factory()`` at ``level`` and above."""
+_LATE: set[str] = set()
+
+
+def register_pass(level: int, name: str | None = None, *, late: bool = False):
+    """Decorator: run the pass built by ``factory()`` at ``level`` and above.
+
+    ``late``: run it after the other registered passes of each round. The layout pass is late:
+    it moves Transposes, which would otherwise hide patterns that other passes recognise (the
+    Reshape → Transpose → Squeeze → Gather of a packed q/k/v, for one)."""
 
     def decorate(factory: Callable[[], ir.passes.PassBase]):
-        _REGISTERED.append((level, name or factory.__name__, factory))
+        label = name or factory.__name__
+        _REGISTERED.append((level, label, factory))
+        if late:
+            _LATE.add(label)
         return factory
 
     return decorate
@@ -90,9 +101,6 @@ def _run(p: ir.passes.PassBase, model: ir.Model, report: OptimizeReport) -> bool
     return modified
 
 
-TARGET_OPSET_KEY = "modelport.target_opset"
-
-
 def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -> OptimizeReport:
     """Optimise ``model`` in place at ``level`` (0, 1 or 2).
 
@@ -114,7 +122,8 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
         round_passes: list[ir.passes.PassBase] = [
             *folding_passes(level),
             *fusion_passes(level, model.opset_imports.get("")),
-            *(_named(factory(), name) for lvl, name, factory in _REGISTERED if level >= lvl),
+            *(_named(factory(), name) for lvl, name, factory in
+              sorted(_REGISTERED, key=lambda r: r[1] in _LATE) if level >= lvl),
             *cleanup_passes(),
         ]
         for rounds in range(1, MAX_ROUNDS + 1):
