@@ -11,7 +11,6 @@ import onnx_ir as ir
 
 from modelport.errors import (
     InvalidModelError,
-    ModelportError,
     UnsafeModelError,
     UnsupportedOpsError,
 )
@@ -361,12 +360,9 @@ class Walker:
                 out = fn(ctx, layer, inputs)
                 outs = list(out) if isinstance(out, (list, tuple)) else [out]
                 masks.after(ctx, layer, inputs, outs, self.keras2)
-            except ModelportError:
-                raise
-            except (KeyError, IndexError, ValueError, TypeError) as exc:
-                raise InvalidModelError(
-                    f"layer {layer.name!r} ({layer.class_name}) cannot be translated: "
-                    f"{type(exc).__name__}: {exc}", path=ctx.path) from exc
+            # Only the project's own errors (a translator or check found the layer malformed
+            # or unsupported) are the input's fault; anything else escaping a translator is
+            # a bug of ours and reaches the CLI as an internal error (exit 3).
             finally:
                 ctx.mask = None
         return outs
