@@ -18,7 +18,9 @@ with exit 2 and one line naming the file. Names say what was wrong before the fi
 - ``tf-index-bcdf55c4de.index``: a SavedModel variables index whose entry declares a shape
   that its stored bytes do not fill (a NumPy reshape error at export, exit 3);
 - ``mxnet-symbol-7700ebdbe6-symbol.json``: a Convolution node whose ``inputs`` key is mangled
-  (an IndexError in the translator, exit 3).
+  (an IndexError in the translator, exit 3);
+- ``keras1-h5-02b0c04514.h5``: a Keras 1 file whose layer lost its weight arrays (an IndexError
+  in the Conv translator, exit 3 once translator exceptions stopped being relabelled).
 """
 
 from __future__ import annotations

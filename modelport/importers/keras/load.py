@@ -212,6 +212,23 @@ def _input_dtype(cfg: dict) -> np.dtype:
         return np.dtype(np.float32)
 
 
+class LayerWeights(list):
+    """A layer's weight arrays; asking for one the file does not hold is the file's fault (a
+    translator indexes the list its layer type always has), reported as such."""
+
+    def __init__(self, layer: str, arrays, path: str | None = None) -> None:
+        super().__init__(arrays)
+        self.layer = layer
+        self.path = path
+
+    def __getitem__(self, index):
+        try:
+            return super().__getitem__(index)
+        except IndexError:
+            raise InvalidModelError(f"layer {self.layer!r} has {len(self)} weight arrays in the "
+                                    "file, fewer than its type needs", path=self.path) from None
+
+
 class Walker:
     def __init__(self, ctx: Context, weights: Any, version: str, options: LoadOptions) -> None:
         self.ctx = ctx
@@ -226,7 +243,8 @@ class Walker:
                 raise InvalidModelError("random weights are not supported for Keras models")
             cache = getattr(get_weights, "cache", None)
             if cache is None:
-                cache = self.weights.for_layer(path, spec)
+                cache = LayerWeights("/".join(path), self.weights.for_layer(path, spec),
+                                     self.ctx.path)
                 get_weights.cache = cache
             return cache
 
