@@ -20,7 +20,9 @@ with exit 2 and one line naming the file. Names say what was wrong before the fi
 - ``mxnet-symbol-7700ebdbe6-symbol.json``: a Convolution node whose ``inputs`` key is mangled
   (an IndexError in the translator, exit 3);
 - ``keras1-h5-02b0c04514.h5``: a Keras 1 file whose layer lost its weight arrays (an IndexError
-  in the Conv translator, exit 3 once translator exceptions stopped being relabelled).
+  in the Conv translator, exit 3 once translator exceptions stopped being relabelled);
+- ``keras1-h5-7259fcd509.h5``: a ``weight_names`` attribute whose variable-length datatype is
+  neither a string nor a sequence (libhdf5 crashed with SIGSEGV reading it).
 """
 
 from __future__ import annotations
