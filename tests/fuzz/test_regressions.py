@@ -22,7 +22,9 @@ with exit 2 and one line naming the file. Names say what was wrong before the fi
 - ``keras1-h5-02b0c04514.h5``: a Keras 1 file whose layer lost its weight arrays (an IndexError
   in the Conv translator, exit 3 once translator exceptions stopped being relabelled);
 - ``keras1-h5-7259fcd509.h5``: a ``weight_names`` attribute whose variable-length datatype is
-  neither a string nor a sequence (libhdf5 crashed with SIGSEGV reading it).
+  neither a string nor a sequence (libhdf5 crashed with SIGSEGV reading it);
+- ``tf-pb-064be2643a.pb``: a Placeholder of a dtype number TensorFlow does not define (a
+  KeyError, exit 3).
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ class Checkpoint:
         if not string:
             try:
                 np_dtype = dtypes.to_numpy(entry.dtype)
-            except (KeyError, ValueError, TypeError):
+            except (InvalidModelError, KeyError, ValueError, TypeError):
                 raise InvalidModelError(f"variable {key!r} has an unknown dtype {entry.dtype}",
                                         path=index) from None
             if count * np_dtype.itemsize != entry.size:
