@@ -24,7 +24,9 @@ with exit 2 and one line naming the file. Names say what was wrong before the fi
 - ``keras1-h5-7259fcd509.h5``: a ``weight_names`` attribute whose variable-length datatype is
   neither a string nor a sequence (libhdf5 crashed with SIGSEGV reading it);
 - ``tf-pb-064be2643a.pb``: a Placeholder of a dtype number TensorFlow does not define (a
-  KeyError, exit 3).
+  KeyError, exit 3);
+- ``tf-pb-05c23fe055.pb``: a Mean whose reduction axis is 2^31-1 (the ONNX checker refused the
+  converted graph, naming the output instead of the source).
 """
 
 from __future__ import annotations
