@@ -507,3 +507,90 @@ def test_batch_runs_no_code_from_any_hostile_file(hostile, tmp_path):
         assert "Traceback" not in m["error"] and files[route] in m["error"], (route, m)
     assert not os.path.exists(marker), "a payload ran under batch"
     assert not out.exists() or not list(out.glob("*.onnx")), "an output was written"
+
+
+# -- TensorFlow graphs: ops with side effects --------------------------------------------------
+
+def _tf_graph_writing_file(folder: str, marker: str, *, in_function: bool = False) -> str:
+    """A frozen GraphDef whose output y = Identity(x) has a control dependency on a WriteFile
+    that writes ``marker`` (in the main graph, or inside a called function)."""
+    from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
+
+    def const_string(node, value: bytes) -> None:
+        node.op = "Const"
+        node.attr["dtype"].type = 7  # DT_STRING
+        node.attr["value"].tensor.dtype = 7
+        node.attr["value"].tensor.string_val.append(value)
+
+    g = pb.GraphDef()
+    x = g.node.add(name="x", op="Placeholder")
+    x.attr["dtype"].type = 1
+    for d in (2, 3):
+        x.attr["shape"].shape.dim.add(size=d)
+    body = g.node
+    if in_function:
+        fn = g.library.function.add()
+        fn.signature.name = "side_effect"
+        body = fn.node_def
+        call = g.node.add(name="call", op="StatefulPartitionedCall")
+        call.attr["f"].func.name = "side_effect"
+        call.attr["Tin"].list.SetInParent()
+        call.attr["Tout"].list.SetInParent()
+    const_string(body.add(name="filename"), marker.encode())
+    const_string(body.add(name="contents"), b"pwned")
+    refs = ["filename:output:0", "contents:output:0"] if in_function else ["filename", "contents"]
+    body.add(name="write", op="WriteFile", input=refs)
+    y = g.node.add(name="y", op="Identity", input=["x", "^call" if in_function else "^write"])
+    y.attr["T"].type = 1
+    path = os.path.join(folder, "writes_file_fn.pb" if in_function else "writes_file.pb")
+    with open(path, "wb") as f:
+        f.write(g.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("in_function", [False, True])
+def test_tensorflow_graph_with_side_effect_ops_is_not_run(tmp_path, capsys, in_function):
+    folder = str(tmp_path)
+    marker = os.path.join(folder, MARKER)
+    path = _tf_graph_writing_file(folder, marker, in_function=in_function)
+    converted = os.path.join(folder, "converted.onnx")
+    # Conversion reads the graph as data: fine, and runs nothing.
+    code, err = run_cli(["convert", path, "-o", converted], capsys)
+    assert code == 0 and not os.path.exists(marker), err
+    for args in (["verify", path, converted],
+                 ["convert", path, "-o", os.path.join(folder, "o.onnx"), "--verify"]):
+        code, err = run_cli(args, capsys)
+        assert code == 2 and len(err) == 1 and path in err[0], err
+        assert "WriteFile" in err[0] and "--trust-code" in err[0], err
+        assert not os.path.exists(marker), f"{args}: the WriteFile ran"
+    assert not os.path.exists(os.path.join(folder, "o.onnx"))
+    # The route is real: trusted, TensorFlow runs the graph and the file is written.
+    code, err = run_cli(["verify", path, converted, "--trust-code"], capsys)
+    assert code == 0 and os.path.exists(marker), err
+
+
+def test_tensorflow_code_check_passes_a_plain_saved_model(tmp_path, capsys):
+    """A SavedModel's saver functions (SaveV2, RestoreV2, MergeV2Checkpoints...) are not
+    what verification runs: a plain Keras SavedModel verifies without --trust-code."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    w = tf.Variable(rng.standard_normal((3, 2)).astype(np.float32))
+
+    class M(tf.Module):
+        def __init__(self):
+            self.w = w
+
+        @tf.function(input_signature=[tf.TensorSpec([2, 3], tf.float32)])
+        def __call__(self, x):
+            return {"y": tf.nn.relu(tf.matmul(x, self.w))}
+
+    folder = str(tmp_path / "sm")
+    m = M()
+    tf.saved_model.save(m, folder, signatures=m.__call__)
+    from modelport.importers.registry import LoadOptions
+    from modelport.importers.tensorflow.safety import findings
+
+    assert findings(folder, LoadOptions()) == {}
+    code, err = run_cli(["convert", folder, "-o", str(tmp_path / "m.onnx"), "--verify"], capsys)
+    assert code == 0, err

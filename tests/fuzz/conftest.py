@@ -18,7 +18,7 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 @pytest.fixture(scope="session")
 def seeds(tmp_path_factory):
     out = tmp_path_factory.mktemp("fuzz_seeds")
-    kinds = ["keras", "caffe", "onnx"] + (["torch"] if HAS_TORCH else [])
+    kinds = ["keras", "caffe", "onnx", "tensorflow", "copied", "torch7"] + (["torch"] if HAS_TORCH else [])
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, "-m", "tests.fuzz.seeds", str(out), *kinds],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -97,7 +97,69 @@ def torch_seeds(out: str) -> None:
     torch.save(net.state_dict(), os.path.join(out, "seed_state.pt"))
 
 
-SEEDS = {"keras": keras_seeds, "caffe": caffe_seeds, "onnx": onnx_seeds, "torch": torch_seeds}
+def tensorflow_seeds(out: str) -> None:
+    """A frozen GraphDef (binary and text) and a SavedModel with its variables bundle."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    rng = np.random.default_rng(7)
+
+    class Net(tf.Module):
+        def __init__(self) -> None:
+            self.k = tf.Variable(rng.standard_normal((3, 3, 3, 4)).astype(np.float32))
+            self.w = tf.Variable(rng.standard_normal((4, 5)).astype(np.float32))
+            self.b = tf.Variable(rng.standard_normal(5).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32, name="x")])
+        def __call__(self, x):
+            h = tf.nn.relu(tf.nn.conv2d(x, self.k, 1, "SAME"))
+            h = tf.reduce_mean(h, axis=[1, 2])
+            return {"y": tf.nn.softmax(tf.matmul(h, self.w) + self.b)}
+
+    net = Net()
+    frozen = convert_variables_to_constants_v2(net.__call__.get_concrete_function())
+    graph_def = frozen.graph.as_graph_def()
+    with open(os.path.join(out, "seed_tf.pb"), "wb") as f:
+        f.write(graph_def.SerializeToString())
+    with open(os.path.join(out, "seed_tf.pbtxt"), "w") as f:
+        f.write(text_format.MessageToString(graph_def))
+    tf.saved_model.save(net, os.path.join(out, "seed_sm"), signatures=net.__call__)
+
+
+def copied_seeds(out: str) -> None:
+    """Files that only the real frameworks write (MXNet 1.9, Keras 1): the committed fixtures
+    that tests/fixtures/*/regen.sh made with them."""
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    fixtures = os.path.join(root, "tests", "fixtures")
+    for name in ("conv2d-symbol.json", "conv2d-0000.params"):
+        shutil.copy(os.path.join(fixtures, "mxnet", name), os.path.join(out, name))
+    shutil.copy(os.path.join(fixtures, "theano", "k1_cnn_th.h5"), os.path.join(out, "seed_k1.h5"))
+
+
+def torch7_seeds(out: str) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, root)
+    from tests.importers.torch7 import t7writer as w
+
+    r = np.random.default_rng(8)
+    net = w.sequential(
+        w.conv(r, 3, 4, 3, pad=1), w.batchnorm(r, 4),
+        w.module("nn.ReLU", threshold=0, val=0, inplace=False),
+        w.module("nn.SpatialMaxPooling", kW=2, kH=2, dW=2, dH=2, padW=0, padH=0,
+                 ceil_mode=False),
+        w.module("nn.View", size=w.longs([64]), numElements=64, numInputDims=3),
+        w.linear(r, 64, 5), w.module("nn.SoftMax"))
+    w.save(os.path.join(out, "seed.t7"), net)
+
+
+SEEDS = {"keras": keras_seeds, "caffe": caffe_seeds, "onnx": onnx_seeds, "torch": torch_seeds,
+         "tensorflow": tensorflow_seeds, "copied": copied_seeds, "torch7": torch7_seeds}
 
 
 def main() -> None:

@@ -33,7 +33,11 @@ def _preload(kinds: list[str]) -> None:
     import modelport.graph_ir.passes  # noqa: F401
     import modelport.importers.caffe.load  # noqa: F401
     import modelport.importers.keras.load  # noqa: F401
+    import modelport.importers.mxnet.load  # noqa: F401
     import modelport.importers.onnx.load  # noqa: F401
+    import modelport.importers.tensorflow.load  # noqa: F401
+    import modelport.importers.tensorflow.safety  # noqa: F401
+    import modelport.importers.torch7.load  # noqa: F401
     from modelport.importers.keras.load import load_translators
 
     load_translators()

@@ -11,6 +11,7 @@ is written to ``tests/fuzz/regressions/`` (see ``test_regressions.py``, which re
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,23 @@ def _convert(src: Path, out: Path, *extra: str) -> list[str]:
     return ["convert", str(src), "-o", str(out), "--force", "--quiet", *extra]
 
 
+def _saved_model(part: str):
+    """A copy of the seed SavedModel whose variables ``part`` is the mutated file."""
+    def argv(src: Path, out: Path, seeds: Path) -> list[str]:
+        folder = out.parent / "sm"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(seeds / "seed_sm", folder)
+        shutil.copy(src, folder / "variables" / part)
+        return _convert(folder, out)
+    return argv
+
+
+MXNET_INPUT = ("--input", "data:1,3,17,19")
+TF_MARKERS = [b"\x0a", b"\x12", b"\x1a", b"\x22", b"\x2a"]
+# Names besides the mutated file that a one-line error may give (its companions).
+COMPANIONS = ["seed.prototxt", "seed.caffemodel", "sm", "variables", "conv2d-symbol.json",
+              "conv2d-0000.params"]
+
 TARGETS = {
     "keras-h5": ("seed.h5", ".h5", H5_MARKERS, 40, lambda s, o, seeds: _convert(s, o)),
     "keras-k2-h5": ("seed_k2.h5", ".h5", H5_MARKERS, 30, lambda s, o, seeds: _convert(s, o)),
@@ -51,6 +69,24 @@ TARGETS = {
                                           str(s), "-o", str(o), "--force", "--quiet"]),
     "onnx": ("seed.onnx", ".onnx", [b"\x3a", b"\x0a", b"\x42"], 60,
              lambda s, o, seeds: _convert(s, o)),
+    "tf-pb": ("seed_tf.pb", ".pb", TF_MARKERS, 25, lambda s, o, seeds: _convert(s, o)),
+    "tf-pbtxt": ("seed_tf.pbtxt", ".pbtxt", [b"node", b"tensor_content", b"dim", b"attr"], 15,
+                 lambda s, o, seeds: _convert(s, o)),
+    "tf-index": ("seed_sm/variables/variables.index", ".index", TF_MARKERS, 15,
+                 _saved_model("variables.index")),
+    "tf-data": ("seed_sm/variables/variables.data-00000-of-00001", ".data", [], 10,
+                _saved_model("variables.data-00000-of-00001")),
+    "mxnet-symbol": ("conv2d-symbol.json", "-symbol.json",
+                     [b'"op"', b'"attrs"', b'"kernel"', b'"inputs"', b'"heads"'], 20,
+                     lambda s, o, seeds: _convert(s, o, "--weights",
+                                                  str(seeds / "conv2d-0000.params"), *MXNET_INPUT)),
+    "mxnet-params": ("conv2d-0000.params", ".params", [b"\xc9\xfa\x93\xf9", b"\xca\xfa\x93\xf9"],
+                     20, lambda s, o, seeds: ["convert", str(seeds / "conv2d-symbol.json"),
+                                              "--weights", str(s), "-o", str(o), "--force",
+                                              "--quiet", *MXNET_INPUT]),
+    "torch7": ("seed.t7", ".t7", [b"torch", b"nn.", b"Storage", b"Tensor"], 30,
+               lambda s, o, seeds: _convert(s, o, "--input", "input:1,3,8,8")),
+    "keras1-h5": ("seed_k1.h5", ".h5", H5_MARKERS, 20, lambda s, o, seeds: _convert(s, o)),
     "torch-export": ("seed.pt2", ".pt2", ZIP_MARKERS, 12, lambda s, o, seeds: _convert(s, o)),
     "torchscript": ("seed_script.pt", ".pt", ZIP_MARKERS, 8,
                     lambda s, o, seeds: _convert(s, o, "--trust-code", "--input",
@@ -68,7 +104,7 @@ def _fuzz(name: str, seeds: Path, server, tmp_path: Path, *, slow: bool) -> None
     clean = server.run(argv(seeds / seed_name, work / "seed.onnx", seeds), timeout=CASE_TIMEOUT)
     # (A state_dict alone is refused, exit 2: its fuzzing exercises torch.load's safe reader.)
     assert clean.rc == (2 if name == "torch-state" else 0), clean.stderr
-    names = [f"case{suffix}", "seed.prototxt", "seed.caffemodel"]
+    names = [f"case{suffix}", *COMPANIONS]
 
     @settings(max_examples=examples * (SLOW_FACTOR if slow else 1), deadline=None,
               derandomize=not slow, database=None, print_blob=True,

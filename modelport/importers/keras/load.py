@@ -10,7 +10,6 @@ import onnx_ir as ir
 
 from modelport.errors import (
     InvalidModelError,
-    ModelportError,
     UnsafeModelError,
     UnsupportedOpsError,
 )
@@ -232,6 +231,23 @@ def _input_dtype(cfg: dict) -> np.dtype:
         return np.dtype(np.float32)
 
 
+class LayerWeights(list):
+    """A layer's weight arrays; asking for one the file does not hold is the file's fault (a
+    translator indexes the list its layer type always has), reported as such."""
+
+    def __init__(self, layer: str, arrays, path: str | None = None) -> None:
+        super().__init__(arrays)
+        self.layer = layer
+        self.path = path
+
+    def __getitem__(self, index):
+        try:
+            return super().__getitem__(index)
+        except IndexError:
+            raise InvalidModelError(f"layer {self.layer!r} has {len(self)} weight arrays in the "
+                                    "file, fewer than its type needs", path=self.path) from None
+
+
 class Walker:
     def __init__(self, ctx: Context, weights: Any, version: str, options: LoadOptions) -> None:
         self.ctx = ctx
@@ -246,7 +262,8 @@ class Walker:
                 raise InvalidModelError("random weights are not supported for Keras models")
             cache = getattr(get_weights, "cache", None)
             if cache is None:
-                cache = self.weights.for_layer(path, spec)
+                cache = LayerWeights("/".join(path), self.weights.for_layer(path, spec),
+                                     self.ctx.path)
                 get_weights.cache = cache
             return cache
 
@@ -386,12 +403,9 @@ class Walker:
                 out = fn(ctx, layer, inputs)
                 outs = list(out) if isinstance(out, (list, tuple)) else [out]
                 masks.after(ctx, layer, inputs, outs, self.keras2)
-            except ModelportError:
-                raise
-            except (KeyError, IndexError, ValueError, TypeError) as exc:
-                raise InvalidModelError(
-                    f"layer {layer.name!r} ({layer.class_name}) cannot be translated: "
-                    f"{type(exc).__name__}: {exc}", path=ctx.path) from exc
+            # Only the project's own errors (a translator or check found the layer malformed
+            # or unsupported) are the input's fault; anything else escaping a translator is
+            # a bug of ours and reaches the CLI as an internal error (exit 3).
             finally:
                 ctx.mask = None
         return outs

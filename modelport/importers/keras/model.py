@@ -461,7 +461,26 @@ def _open_h5(source: str) -> Any:
 
     with open(source, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as region:
         check_global_heaps(region, source)
+        check_vlen_types(region, source)
     return h5py.File(source, "r")
+
+
+# A variable-length datatype message (class 9, versions 1-4) of the size HDF5 writes (16 bytes:
+# length, heap address, index): its first bit-field nibble says sequence (0) or string (1).
+_VLEN_TYPE = re.compile(rb"[\x19\x29\x39\x49]([\x00-\xff])[\x00-\x0f]\x00\x10\x00\x00\x00",
+                        re.DOTALL)
+
+
+def check_vlen_types(data: Any, path: str) -> None:
+    """Refuse variable-length datatypes that are neither sequences nor strings: libhdf5
+    crashes (SIGSEGV) converting such an attribute (``weight_names``, ``layer_names``) when
+    h5py reads it. The pattern is 8 bytes long; weights match it by chance about once in 2^50
+    positions."""
+    for m in _VLEN_TYPE.finditer(data):
+        if m.group(1)[0] & 0x0F > 1:
+            raise InvalidModelError(f"has a corrupt HDF5 datatype at byte {m.start()} "
+                                    "(a variable-length type that is neither a string nor a "
+                                    "sequence)", path=path)
 
 
 def check_global_heaps(data: Any, path: str, first: int = 0, stop: int | None = None) -> None:

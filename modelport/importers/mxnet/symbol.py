@@ -161,8 +161,11 @@ def parse_symbol(data: Any, path: str = "<symbol>") -> Symbol:
                     user[k] = str(v)  # legacy "attr" holds only user attributes
                 else:
                     params[k] = v
+        raw_inputs = n.get("inputs", [] if n["op"] == "null" else None)
+        if not isinstance(raw_inputs, list):  # MXNet writes "inputs" for every operator
+            raise InvalidModelError(f"node {n['name']!r} has no 'inputs' list", path=path)
         inputs = []
-        for ref in n.get("inputs", []):
+        for ref in raw_inputs:
             if not isinstance(ref, (list, tuple)) or len(ref) < 2:
                 raise InvalidModelError(f"node {n['name']!r} has a malformed input {ref!r}",
                                         path=path)

@@ -146,17 +146,46 @@ class Checkpoint:
             raise InvalidModelError(f"is too short for {key!r} (truncated?)", path=path)
 
     def read(self, key: str) -> np.ndarray:
+        """The tensor's value, after checking what the index declares (shape, dtype, offset and
+        size) against each other and against the data file, before reading anything."""
         entry = self.entries[key]
+        index = self.prefix + ".index"
         shape = self.shape(key)
-        with open(self.shard(entry.shard_id), "rb") as f:
+        if any(d < 0 for d in shape):
+            raise InvalidModelError(f"variable {key!r} has an unknown dimension in its shape "
+                                    f"{shape}", path=index)
+        path = self.shard(entry.shard_id)
+        if entry.offset < 0 or entry.size < 0 or not os.path.isfile(path) or \
+                os.path.getsize(path) < entry.offset + entry.size:
+            raise InvalidModelError(f"is too short for {key!r} (truncated?), or the index "
+                                    "declares a region beyond it", path=path)
+        count = int(np.prod(shape, dtype=object))
+        string = dtypes.base(entry.dtype) == dtypes.STRING
+        if not string:
+            try:
+                np_dtype = dtypes.to_numpy(entry.dtype)
+            except (InvalidModelError, KeyError, ValueError, TypeError):
+                raise InvalidModelError(f"variable {key!r} has an unknown dtype {entry.dtype}",
+                                        path=index) from None
+            if count * np_dtype.itemsize != entry.size:
+                raise InvalidModelError(
+                    f"variable {key!r} declares shape {shape} of {np_dtype} "
+                    f"({count * np_dtype.itemsize} bytes) but stores {entry.size} bytes",
+                    path=index)
+        elif count > entry.size:  # every string takes at least its one-byte length
+            raise InvalidModelError(f"variable {key!r} declares {count} strings in "
+                                    f"{entry.size} bytes", path=index)
+        with open(path, "rb") as f:
             f.seek(entry.offset)
             raw = f.read(entry.size)
         if len(raw) != entry.size:
-            raise InvalidModelError(f"is too short for {key!r} (truncated?)",
-                                    path=self.shard(entry.shard_id))
-        if dtypes.base(entry.dtype) == dtypes.STRING:
-            return _strings(raw, shape)
-        np_dtype = dtypes.to_numpy(entry.dtype)
+            raise InvalidModelError(f"is too short for {key!r} (truncated?)", path=path)
+        if string:
+            try:
+                return _strings(raw, shape)
+            except ValueError as exc:
+                raise InvalidModelError(f"variable {key!r} holds corrupt strings ({exc})",
+                                        path=path) from None
         return np.frombuffer(raw, dtype=np_dtype.newbyteorder("<")).astype(
             np_dtype, copy=False).reshape(shape)
 

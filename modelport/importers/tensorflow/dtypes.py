@@ -6,6 +6,8 @@ import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
+from modelport.errors import InvalidModelError
+
 FLOAT, DOUBLE, INT32, UINT8, INT16, INT8, STRING = 1, 2, 3, 4, 5, 6, 7
 INT64, BOOL, QINT8, QUINT8, QINT32, BFLOAT16, QINT16, QUINT16, UINT16 = range(9, 18)
 HALF, RESOURCE, VARIANT, UINT32, UINT64 = 19, 20, 21, 22, 23
@@ -38,7 +40,10 @@ def to_numpy(dtype: int) -> np.dtype:
     try:
         return NUMPY[base(dtype)]
     except KeyError:
-        raise KeyError(f"TensorFlow dtype {NAMES.get(base(dtype), base(dtype))}") from None
+        # The dtype comes from the file: one this importer cannot hold is the input's problem
+        # (load() adds the file's path).
+        raise InvalidModelError(f"TensorFlow dtype {NAMES.get(base(dtype), base(dtype))} is "
+                                "not supported") from None
 
 
 def to_ir(dtype: int) -> ir.DataType:

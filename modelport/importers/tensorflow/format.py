@@ -103,5 +103,6 @@ FORMAT = FormatSpec(
     reference="modelport.convert.runners.tensorflow:reference",
     reference_name="TensorFlow (the GraphDef / SavedModel signature run as saved)",
     reference_modules=(("tensorflow", "tensorflow"),),
-    options=frozenset({"nchw_inputs", "input_dtypes"}),
+    code_check="modelport.importers.tensorflow.safety:check",
+    options=frozenset({"nchw_inputs", "input_dtypes", "trust_code"}),
 )

@@ -22,7 +22,7 @@ import onnx
 import onnx_ir as ir
 from onnx import helper, numpy_helper
 
-from modelport.errors import InvalidModelError, UnsupportedOpsError
+from modelport.errors import InvalidModelError, ModelportError, UnsupportedOpsError
 from modelport.graph_ir import GraphBuilder
 from modelport.graph_ir.metadata import SOURCE_PERM_KEY, io_key
 from modelport.importers.optable import load_translators
@@ -55,8 +55,14 @@ OUTPUT_ARGS = {
 
 def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     options = normalize_names(options or LoadOptions())
-    source = read_source(path, options)
-    return build(source, options)
+    try:
+        source = read_source(path, options)
+        return build(source, options)
+    except ModelportError as exc:
+        if exc.path is None and type(exc) is InvalidModelError:  # raised without the path
+            # at hand (dtypes...)
+            raise type(exc)(exc.problem, path=path) from exc
+        raise
 
 
 def _strip0(name: str) -> str:

@@ -104,13 +104,19 @@ def _read(path: str) -> bytes:
     return data
 
 
+def _one_line(exc: Exception) -> str:
+    """A parser's message on one printable line (it may quote the file's bytes)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+
+
 def _parse(message, data: bytes, path: str, what: str):
     if looks_like_text(data[:4096]):
         try:
             text_format.Parse(data.decode("utf-8", "replace"), message,
                               allow_unknown_field=True)
         except text_format.ParseError as exc:
-            raise InvalidModelError(f"is not a valid text {what}: {exc}", path=path) from None
+            raise InvalidModelError(f"is not a valid text {what}: {_one_line(exc)}",
+                                    path=path) from None
         return message
     try:
         message.ParseFromString(data)

@@ -46,19 +46,38 @@ def _repeated(t, np_dtype: np.dtype):
     return np.asarray(t.int_val, dtype=np.int64).astype(np_dtype)
 
 
-def to_array(t) -> np.ndarray:
-    """Decode a TensorProto into a NumPy array (ValueError if malformed)."""
+# A constant that stores fewer values than its shape holds is filled with its last value (or
+# zeros); expanding past this many bytes is refused rather than allocated.
+MAX_FILL_BYTES = 1 << 30
+
+
+def checked_shape(t) -> tuple[np.dtype, list[int], int]:
+    """(dtype, shape, element count) of a TensorProto, after checking what it declares against
+    what it stores, before anything is allocated (ValueError if they disagree)."""
     np_dtype = dtypes.to_numpy(t.dtype)
     shape = shape_of(t.tensor_shape) or []
     if any(d < 0 for d in shape):
         raise ValueError(f"a constant has an unknown dimension in its shape {shape}")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = int(np.prod(shape, dtype=object)) if shape else 1
     if t.tensor_content:
         if np_dtype == np.dtype(object):
             raise ValueError("packed string tensors are not supported")
+        if len(t.tensor_content) != count * np_dtype.itemsize:
+            raise ValueError(f"tensor_content holds {len(t.tensor_content)} bytes for shape "
+                             f"{shape} of {np_dtype} ({count * np_dtype.itemsize} bytes)")
+    elif count * max(np_dtype.itemsize, 8) > MAX_FILL_BYTES:
+        stored = len(_repeated(t, np_dtype))
+        if stored != count:
+            raise ValueError(f"declares shape {shape} ({count} elements) but stores {stored} "
+                             "values; filling the rest would take more than 1 GiB")
+    return np_dtype, shape, count
+
+
+def to_array(t) -> np.ndarray:
+    """Decode a TensorProto into a NumPy array (ValueError if malformed)."""
+    np_dtype, shape, count = checked_shape(t)
+    if t.tensor_content:
         data = np.frombuffer(t.tensor_content, dtype=np_dtype.newbyteorder("<"))
-        if data.size != count:
-            raise ValueError(f"tensor_content holds {data.size} values for shape {shape}")
         return data.astype(np_dtype, copy=False).reshape(shape)
     values = _repeated(t, np_dtype)
     if values.size == count:
@@ -77,12 +96,13 @@ def to_array(t) -> np.ndarray:
 
 def element_count(t) -> int:
     shape = shape_of(t.tensor_shape) or []
-    return int(np.prod(shape, dtype=np.int64))
+    return int(np.prod(shape, dtype=object)) if shape else 1
 
 
 def lazy_or_array(t, name: str):
-    """A small TensorProto decoded now, a large one as a lazy tensor reading it on demand."""
-    if element_count(t) <= _SMALL or dtypes.base(t.dtype) == dtypes.STRING:
+    """A small TensorProto decoded now, a large one as a lazy tensor reading it on demand
+    (its declared size checked now, so that reading it later cannot fail)."""
+    _, shape, count = checked_shape(t)
+    if count <= _SMALL or dtypes.base(t.dtype) == dtypes.STRING:
         return to_array(t)
-    shape = shape_of(t.tensor_shape) or []
     return lazy_tensor(lambda: to_array(t), dtypes.to_ir(t.dtype), shape, name=name)

@@ -181,6 +181,9 @@ def _reduce(onnx_op):
         x, axes = inputs
         keep = int(node.b("keep_dims"))
         ax = [int(a) for a in np.asarray(ctx.need_const(axes, "reduction axes")).reshape(-1)]
+        shape = ctx.shape(x)
+        if shape is not None and any(not -len(shape) <= a < len(shape) for a in ax):
+            raise ctx.fail(f"reduction axes {ax} are out of range for rank {len(shape)}")
         is_bool = ctx.dtype(x) == ir.DataType.BOOL
         if is_bool:
             x = ctx.cast(x, ir.DataType.INT32)
