@@ -27,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -66,22 +67,31 @@ np.savez(f"{out}/resnet50.npz", x=x, y_frozen=y_frozen, y_saved=np.asarray(y_sav
 """
 
 
-def _nodes(path: str) -> int:
-    import onnx
+# Node count and error are measured in a child process: a child's peak RSS as wait4 reports it
+# starts from this process's RSS when it is spawned, so this process must not grow (onnx and
+# onnxruntime sessions of ResNet-50 would add some 250 MB to every later measurement).
+_EVAL = """
+import sys
+import numpy as np, onnx, onnxruntime as ort
+path, npz, key = sys.argv[1:]
+ref = np.load(npz)
+nodes = len(onnx.load(path, load_external_data=False).graph.node)
+try:
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: ref["x"]})[0]
+    error = f"{float(np.abs(got - ref[key]).max()):.1e}"
+except Exception as exc:  # a peer's output that onnxruntime refuses is a result too
+    error = "onnxruntime fails: " + str(exc).split(":")[-1].strip()[:80]
+print(nodes, error)
+"""
 
-    return len(onnx.load(path, load_external_data=False).graph.node)
 
-
-def _error(path: str, x, want) -> str:
-    import numpy as np
-    import onnxruntime as ort
-
-    try:
-        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    except Exception as exc:  # a peer's output that onnxruntime refuses is a result too
-        return "onnxruntime fails: " + str(exc).split(":")[-1].strip()[:80]
-    return f"{float(np.abs(got - want).max()):.1e}"
+def _evaluate(path: str, npz: Path, key: str, env: dict) -> tuple[int, str]:
+    """(ONNX node count, max abs error against TensorFlow's output ``key``)."""
+    proc = subprocess.run([sys.executable, "-c", _EVAL, path, str(npz), key],
+                          capture_output=True, text=True, env=env, check=True)
+    nodes, error = proc.stdout.strip().splitlines()[-1].split(" ", 1)
+    return int(nodes), error
 
 
 def _mb(n: float) -> str:
@@ -89,8 +99,6 @@ def _mb(n: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import numpy as np
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per tool and file; the table gives their medians")
@@ -107,22 +115,25 @@ def main(argv: list[str] | None = None) -> int:
         cache.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-c", _MAKE, str(cache)], check=True, env=env,
                        capture_output=True)
-    ref = dict(np.load(cache / "resnet50.npz"))
-    weights = int(ref["weights"])
+    npz = cache / "resnet50.npz"
+    info = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json, sys, numpy as np; r = np.load(sys.argv[1]); "
+         "print(json.dumps({k: r[k].item() for k in ('input', 'output', 'weights')}))",
+         str(npz)], capture_output=True, text=True, check=True).stdout)
+    weights = int(info["weights"])
     budget = 2 * weights + 150 * 2**20
     cap = int(args.mem_cap_gib * 2**30)
     pb, saved = str(cache / "resnet50.pb"), str(cache / "resnet50_savedmodel")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for source, src, want in (("frozen .pb", pb, ref["y_frozen"]),
-                                  ("SavedModel", saved, ref["y_saved"])):
+        for source, src, key in (("frozen .pb", pb, "y_frozen"), ("SavedModel", saved, "y_saved")):
             tag = "pb" if src == pb else "sm"
             runs = {tool: [sys.executable, "-m", "modelport", "convert", src, "-o",
                            f"{tmp}/{tag}_{level}.onnx", "--force", "--quiet", f"-{level}"]
                     for tool, level in (("modelport", "O1"), ("modelport -O2", "O2"))}
             if tf2onnx_ok:
-                peer = (["--graphdef", pb, "--inputs", str(ref["input"]), "--outputs",
-                         str(ref["output"])] if src == pb else ["--saved-model", saved])
+                peer = (["--graphdef", pb, "--inputs", info["input"], "--outputs",
+                         info["output"]] if src == pb else ["--saved-model", saved])
                 runs["tf2onnx"] = [str(BENCH_PY), "-m", "tf2onnx.convert", *peer, "--opset",
                                    "17", "--output", f"{tmp}/{tag}_tf2onnx.onnx"]
             samples: dict[str, list[tuple[float, int]]] = {tool: [] for tool in runs}
@@ -146,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                 out = {"modelport": f"{tmp}/{tag}_O1.onnx", "modelport -O2": f"{tmp}/{tag}_O2.onnx",
                        "tf2onnx": f"{tmp}/{tag}_tf2onnx.onnx"}[tool]
                 wall, peak = median_run(samples[tool])
-                result[tool] = {"wall": wall, "nodes": _nodes(out), "peak": peak}
+                nodes, error = _evaluate(out, npz, key, env)
+                result[tool] = {"wall": wall, "nodes": nodes, "peak": peak}
                 runs_s = ", ".join(f"{w:.2f}" for w, _ in samples[tool])
                 rows.append([source, tool, f"{wall:.2f} s ({runs_s})", _mb(peak),
                              f"{peak / weights:.2f}x",
-                             str(result[tool]["nodes"]), _error(out, ref["x"], want)])
+                             str(nodes), error])
                 print(", ".join(rows[-1]), flush=True)
             if "tf2onnx" in result and len(result) == 3:
                 for name in ("modelport", "modelport -O2"):
