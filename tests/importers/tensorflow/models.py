@@ -131,6 +131,31 @@ def cnn(keras):
     return keras.Model(x, y)
 
 
+def plain_cnn(keras):
+    """Conv/BatchNorm/ReLU/pooling/Add/Concat, channels-last, no dilation: what the layout pass
+    must bring down to one Transpose (at the input)."""
+    L = keras.layers
+    x = keras.Input((24, 24, 3))
+    y = L.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    y = L.BatchNormalization()(y)
+    y = L.ReLU()(y)
+    y = L.MaxPooling2D(2)(y)
+    a = L.Conv2D(8, 3, padding="same")(y)
+    a = L.BatchNormalization()(a)
+    a = L.ReLU()(a)
+    y = L.Add()([y, a])
+    b = L.Conv2D(4, 1, activation="relu")(y)
+    c = L.AveragePooling2D(3, strides=1, padding="same")(y)
+    y = L.Concatenate()([b, c])
+    y = L.ZeroPadding2D(1)(y)
+    y = L.Conv2D(16, 3, strides=2)(y)
+    y = L.BatchNormalization()(y)
+    y = L.ReLU(6.0)(y)
+    y = L.GlobalAveragePooling2D()(y)
+    y = L.Dense(5, activation="softmax")(y)
+    return keras.Model(x, y)
+
+
 def mlp(keras):
     L = keras.layers
     x = keras.Input((20,))
