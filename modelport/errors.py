@@ -57,6 +57,12 @@ class UnsupportedOpsError(ModelportError):
         super().__init__(message, path=path)
 
 
+class UnsupportedFeatureError(ModelportError):
+    """A layer or operator uses an argument, mode or combination that has no translation (a
+    stateful RNN, antialiased down-sampling...): the input's limit, not a bug (exit 2).
+    Translators raise it without a path; the importer adds the file and the layer."""
+
+
 class UnsafeModelError(ModelportError):
     """Loading the model would execute code stored in it (pickles, Lambda layers)."""
 

@@ -11,6 +11,7 @@ import onnx_ir as ir
 from modelport.errors import (
     InvalidModelError,
     UnsafeModelError,
+    UnsupportedFeatureError,
     UnsupportedOpsError,
 )
 from modelport.graph_ir.builder import GraphBuilder
@@ -51,6 +52,12 @@ def load(path: str, options: LoadOptions | None = None) -> ir.Model:
     kf = open_keras(path, options.weights)
     try:
         model = _load(kf, path, options)
+    except UnsupportedFeatureError as exc:
+        for h in kf.handles:
+            h.close()
+        if exc.path is None:  # raised by a translator: name the file
+            raise UnsupportedFeatureError(exc.problem, path=path) from None
+        raise
     except BaseException:
         for h in kf.handles:
             h.close()
@@ -406,6 +413,12 @@ class Walker:
             # Only the project's own errors (a translator or check found the layer malformed
             # or unsupported) are the input's fault; anything else escaping a translator is
             # a bug of ours and reaches the CLI as an internal error (exit 3).
+            except UnsupportedFeatureError as exc:
+                if exc.path is not None:
+                    raise
+                raise UnsupportedFeatureError(
+                    f"layer {layer.name!r} ({layer.class_name}) cannot be translated: "
+                    f"{exc.problem}", path=ctx.path) from None
             finally:
                 ctx.mask = None
         return outs

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import UnsupportedOpsError
+from modelport.errors import UnsupportedFeatureError, UnsupportedOpsError
 from modelport.importers.keras.table import KT, Context, Layer, keras_layer, reduce
 
 
@@ -184,7 +184,7 @@ def _sparsemax(ctx: Context, t: KT, axis: int) -> KT:
     ax = t.phys_axis(axis)
     n = t.shape[axis]
     if not isinstance(n, int):
-        raise ValueError("sparsemax needs a static size on its axis")
+        raise UnsupportedFeatureError("sparsemax needs a static size on its axis")
     op, x = ctx.op, t.value
     k = ctx.const(np.array([n], np.int64), "k")
     srt, _ = op("TopK", x, k, axis=ax, largest=1, sorted=1, outputs=2)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer, scalar
 
 
@@ -65,11 +66,11 @@ def multi_head_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     v = inputs[1] if len(inputs) > 1 else kw.get("value")
     k = inputs[2] if len(inputs) > 2 else kw.get("key") or v
     if not isinstance(v, KT):
-        raise ValueError("MultiHeadAttention called without a value tensor")
+        raise UnsupportedFeatureError("MultiHeadAttention called without a value tensor")
     if c.get("use_gate"):
-        raise ValueError("MultiHeadAttention(use_gate=True) is not supported")
+        raise UnsupportedFeatureError("MultiHeadAttention(use_gate=True) is not supported")
     if c.get("sliding_window") is not None:
-        raise ValueError("MultiHeadAttention(sliding_window=...) is not supported")
+        raise UnsupportedFeatureError("MultiHeadAttention(sliding_window=...) is not supported")
     axes = _mha_axes(layer, q.rank)
     if q.rank == 3 and axes == (1,):
         return _mha_sequence(ctx, layer, q, v, k, kw)
@@ -87,7 +88,7 @@ def _mha_axes(layer: Layer, rank: int) -> tuple[int, ...]:
     base = rank + 1 if layer.keras2 else rank
     axes = tuple(int(a) + base if int(a) < 0 else int(a) for a in given)
     if not axes or any(not 1 <= a <= rank - 2 for a in axes) or len(set(axes)) != len(axes):
-        raise ValueError(f"MultiHeadAttention attention_axes={given} on rank-{rank} inputs: "
+        raise UnsupportedFeatureError(f"MultiHeadAttention attention_axes={given} on rank-{rank} inputs: "
                          "only distinct axes between the batch and the feature axis are "
                          "supported")
     return axes
@@ -180,12 +181,12 @@ def _mha_general(ctx: Context, layer: Layer, q: KT, v: KT, k: KT, kw: dict,
     MatMul ``(B, other..., heads, Tq, Tk)``; the results are unmerged with their run-time
     shapes."""
     if q.rank != v.rank or k.rank != v.rank:
-        raise ValueError("MultiHeadAttention with query, value and key of different ranks "
+        raise UnsupportedFeatureError("MultiHeadAttention with query, value and key of different ranks "
                          "is not supported")
     if (q.mask is not None or v.mask is not None or k.mask is not None or kw.get(
             "use_causal_mask") or any(isinstance(kw.get(n), KT) for n in (
                 "query_mask", "value_mask", "key_mask", "attention_mask"))):
-        raise ValueError(f"MultiHeadAttention attention_axes={list(axes)} with a mask "
+        raise UnsupportedFeatureError(f"MultiHeadAttention attention_axes={list(axes)} with a mask "
                          "(Keras mask, attention_mask or use_causal_mask) is not supported")
     r = q.rank
     heads, kd, vd, use_bias, ws, step = _mha_sizes(layer)
@@ -256,7 +257,7 @@ def attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
         total = ctx.op("ReduceSum", ctx.op("Tanh", summed), ints(ctx, [-1], "axes"), keepdims=0)
         scores = ctx.op("Mul", ctx.weight(layer, i, "concat_score_weight"), total)
     else:
-        raise ValueError(f"score_mode {mode!r} is not supported")
+        raise UnsupportedFeatureError(f"score_mode {mode!r} is not supported")
     return _attend(ctx, layer, scores, q, v)
 
 
@@ -267,7 +268,7 @@ def additive_attention(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     q, v = inputs[0], inputs[1]
     k = inputs[2] if len(inputs) > 2 else v
     if q.rank != 3 or k.rank != 3 or v.rank != 3:
-        raise ValueError("AdditiveAttention is supported for (batch, seq, features) inputs")
+        raise UnsupportedFeatureError("AdditiveAttention is supported for (batch, seq, features) inputs")
     qe = ctx.op("Unsqueeze", ctx.logical(q), ints(ctx, [2], "axes"))  # (N, T, 1, D)
     ke = ctx.op("Unsqueeze", ctx.logical(k), ints(ctx, [1], "axes"))  # (N, 1, S, D)
     t = ctx.op("Tanh", ctx.op("Add", qe, ke))

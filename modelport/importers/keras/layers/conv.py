@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras import theano
 from modelport.importers.keras.layers.activations import activate
 from modelport.importers.keras.table import KT, Context, Layer, as_tuple, cf_perm, keras_layer
@@ -87,7 +88,7 @@ def padding_attrs(padding: str, sizes, ks, ss, ds, on_theano: bool = False) -> t
     elif on_theano:
         pads = [theano.same_pads(sizes[i], ks[i], ss[i], ds[i]) for i in range(n)]
         if any(p is None for p in pads):
-            raise ValueError("'same' padding of a Theano-backend file needs static spatial sizes")
+            raise UnsupportedFeatureError("'same' padding of a Theano-backend file needs static spatial sizes")
     else:
         pads = [same_pads(sizes[i], ks[i], ss[i], ds[i]) for i in range(n)]
         if any(p is None for p in pads):
@@ -251,7 +252,7 @@ def conv_transpose(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
         if isinstance(given[i], int) and out is not None:
             out, explicit = given[i], True
         if out is None:
-            raise ValueError("transposed convolutions need static spatial input sizes")
+            raise UnsupportedFeatureError("transposed convolutions need static spatial input sizes")
         full = (size - 1) * ss[i] + eff
         total = max(full - out, 0) if padding == "same" or explicit else 0
         if padding == "valid" and explicit:

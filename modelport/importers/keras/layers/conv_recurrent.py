@@ -15,6 +15,7 @@ Kernels are re-laid out for ONNX inside the weight read: ``(k..., in, 4F) -> (4F
 
 from __future__ import annotations
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras import theano
 from modelport.importers.keras.layers.activations import activate
 from modelport.importers.keras.layers.conv import kernel_transform, padding_attrs, same_pads
@@ -32,16 +33,16 @@ def conv_lstm(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT] | KT:
     x = inputs[0]
     name = layer.class_name
     if c.get("stateful"):
-        raise ValueError(f"stateful {name} layers are not supported")
+        raise UnsupportedFeatureError(f"stateful {name} layers are not supported")
     kw = getattr(ctx, "kwargs", {}) or {}
     if isinstance(kw.get("mask"), KT) or getattr(ctx, "mask", None) is not None:
-        raise ValueError(f"{name} with a mask (padded sequences) is not supported")
+        raise UnsupportedFeatureError(f"{name} with a mask (padded sequences) is not supported")
     n = x.rank - 3  # spatial rank
     if n < 1:
-        raise ValueError(f"{name} expects (batch, time, ..., channels) inputs, got rank {x.rank}")
+        raise UnsupportedFeatureError(f"{name} expects (batch, time, ..., channels) inputs, got rank {x.rank}")
     steps = x.shape[1]
     if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{name} needs a fixed number of timesteps (the input's time axis is "
+        raise UnsupportedFeatureError(f"{name} needs a fixed number of timesteps (the input's time axis is "
                          "unknown); build the model with a static sequence length or give it "
                          "with --input NAME:DIMS")
     cfirst = c.get("data_format") == "channels_first"
@@ -52,14 +53,14 @@ def conv_lstm(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT] | KT:
     sizes = list(x.shape[3:]) if cfirst else list(x.shape[2:-1])
     cin = x.shape[2] if cfirst else x.shape[-1]
     if not all(isinstance(s, int) for s in [*sizes, cin]):
-        raise ValueError(f"{name} needs static spatial and channel sizes")
+        raise UnsupportedFeatureError(f"{name} needs static spatial and channel sizes")
     padding = str(c.get("padding", "valid")).lower()
     if padding not in ("valid", "same"):
-        raise ValueError(f"{name} padding {padding!r} is not supported")
+        raise UnsupportedFeatureError(f"{name} padding {padding!r} is not supported")
     on_theano = theano.is_theano(ctx)
     attrs, outs = padding_attrs(padding, sizes, ks, ss, ds, on_theano)
     if any(o is None or o < 1 for o in outs):
-        raise ValueError(f"{name}: the kernel does not fit the input")
+        raise UnsupportedFeatureError(f"{name}: the kernel does not fit the input")
 
     # Weights: kernel, recurrent_kernel, bias (Keras order).
     ws = layer.weights()
@@ -99,7 +100,7 @@ def conv_lstm(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT] | KT:
 
     states = _states(ctx, inputs)
     if len(states) not in (0, 2):
-        raise ValueError(f"{name} takes two initial states (h and c), got {len(states)}")
+        raise UnsupportedFeatureError(f"{name} takes two initial states (h and c), got {len(states)}")
     h = ctx.to_perm(states[0], state_perm) if states else None
     cs = ctx.to_perm(states[1], state_perm) if states else None
     rec, cact = c.get("recurrent_activation", "sigmoid"), c.get("activation", "tanh")

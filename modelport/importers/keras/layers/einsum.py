@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.layers.activations import activate
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer
 
@@ -27,15 +28,15 @@ def split_equation(equation: str) -> tuple[str, str, str]:
     eq = str(equation).replace(" ", "").replace("...", _ELL)
     m = re.fullmatch(r"([a-zA-Z0]+),([a-zA-Z]+)->([a-zA-Z0]*)", eq)
     if m is None:
-        raise ValueError(f"EinsumDense equation {equation!r} is not of the form "
+        raise UnsupportedFeatureError(f"EinsumDense equation {equation!r} is not of the form "
                          "'IN,KERNEL->OUT' (an ellipsis is allowed in IN and OUT only)")
     a, w, out = m.groups()
     for spec in (a, w, out):
         if len(set(spec)) != len(spec):
-            raise ValueError(f"EinsumDense equation {equation!r} repeats an axis letter "
+            raise UnsupportedFeatureError(f"EinsumDense equation {equation!r} repeats an axis letter "
                              "(traces and diagonals are not supported)")
     if (_ELL in a) != (_ELL in out):
-        raise ValueError(f"EinsumDense equation {equation!r}: '...' must appear in both the "
+        raise UnsupportedFeatureError(f"EinsumDense equation {equation!r}: '...' must appear in both the "
                          "input and the output")
     return a, w, out
 
@@ -46,7 +47,7 @@ def _dims(spec: str, shape: tuple, what: str) -> dict[str, list]:
     named = len(spec) - (1 if _ELL in spec else 0)
     extra = len(shape) - named
     if extra < 0 or (extra > 0 and _ELL not in spec):
-        raise ValueError(f"EinsumDense: the {what} has rank {len(shape)}, which does not fit "
+        raise UnsupportedFeatureError(f"EinsumDense: the {what} has rank {len(shape)}, which does not fit "
                          f"the equation's {spec.replace(_ELL, '...')!r}")
     out: dict[str, list] = {}
     pos = 0
@@ -79,16 +80,16 @@ def einsum_dense(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     a, w, out = split_equation(c["equation"])
     ws = layer.weights()
     if any(ds.dtype.kind != "f" for ds in ws):
-        raise ValueError("quantized EinsumDense layers (integer kernels) are not supported")
+        raise UnsupportedFeatureError("quantized EinsumDense layers (integer kernels) are not supported")
     kshape = tuple(int(d) for d in ws[0].shape)
     if len(kshape) != len(w):
-        raise ValueError(f"EinsumDense kernel has shape {kshape}, which does not fit the "
+        raise UnsupportedFeatureError(f"EinsumDense kernel has shape {kshape}, which does not fit the "
                          f"equation's kernel spec {w!r}")
     in_dims = _dims(a, t.shape, "input")
     k_dims = {ch: [kshape[i]] for i, ch in enumerate(w)}
     for ch in out:
         if ch not in in_dims and ch not in k_dims:
-            raise ValueError(f"EinsumDense equation {c['equation']!r}: output axis {ch!r} "
+            raise UnsupportedFeatureError(f"EinsumDense equation {c['equation']!r}: output axis {ch!r} "
                              "is in neither the input nor the kernel")
     out_shape = tuple(d for ch in out for d in (in_dims[ch] if ch in in_dims else k_dims[ch]))
     x = ctx.logical(t)

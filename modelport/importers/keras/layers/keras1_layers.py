@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.layers.activations import activate
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer, reduce, scalar
 
@@ -22,7 +23,7 @@ from modelport.importers.keras.table import KT, Context, Layer, ints, keras_laye
 def maxout_dense(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     t = ctx.as_logical(inputs[0])
     if t.rank != 2:
-        raise ValueError("MaxoutDense expects (batch, features) inputs")
+        raise UnsupportedFeatureError("MaxoutDense expects (batch, features) inputs")
     ws = layer.weights()
     nf, din, dout = (int(d) for d in ws[0].shape)
     w = ctx.weight(layer, 0, "W", transform=lambda k: np.transpose(k, (1, 0, 2)).reshape(
@@ -39,7 +40,7 @@ def maxout_dense(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
 def highway(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     t = ctx.as_logical(inputs[0])
     if t.rank != 2:
-        raise ValueError("Highway expects (batch, features) inputs")
+        raise UnsupportedFeatureError("Highway expects (batch, features) inputs")
     bias = len(layer.weights()) == 4
     gate = ctx.op("Gemm", t.value, ctx.weight(layer, 1, "W_carry"),
                   ctx.weight(layer, 3, "b_carry") if bias else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.table import KT, Context, Layer, keras_layer, reduce, scalar
 
 
@@ -83,10 +84,10 @@ def dot(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     axes = layer.config.get("axes", -1)
     axes = list(axes) if isinstance(axes, (list, tuple)) else [axes, axes]
     if a.rank < 2 or b.rank < 2:
-        raise ValueError(f"Dot of ranks {a.rank} and {b.rank} is not supported")
+        raise UnsupportedFeatureError(f"Dot of ranks {a.rank} and {b.rank} is not supported")
     ax = [int(axes[0]) % a.rank, int(axes[1]) % b.rank]
     if 0 in ax:
-        raise ValueError("Dot over the batch axis is not supported (Keras refuses it too)")
+        raise UnsupportedFeatureError("Dot over the batch axis is not supported (Keras refuses it too)")
     x, y = ctx.logical(a), ctx.logical(b)
     if layer.config.get("normalize"):
         x, y = _l2_normalize(ctx, x, ax[0]), _l2_normalize(ctx, y, ax[1])

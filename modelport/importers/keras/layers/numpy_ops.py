@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer, reduce
 
 
@@ -27,7 +28,7 @@ def reshape_op(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     t = inputs[0]
     shape = [int(d) for d in layer.config["newshape"]]
     if 0 in shape:
-        raise ValueError("ops.reshape to a shape with a zero dimension is not supported")
+        raise UnsupportedFeatureError("ops.reshape to a shape with a zero dimension is not supported")
     out = [d if d != -1 else None for d in shape]
     known = [d for d in t.shape if isinstance(d, int)]
     if -1 in shape and len(known) == t.rank:
@@ -87,7 +88,7 @@ def squeeze_op(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     axes = [i for i, d in enumerate(t.shape) if d == 1] if axis is None else \
         _axes(axis, t.rank)
     if any(t.shape[a] not in (1, None) for a in axes):
-        raise ValueError(f"ops.squeeze of axes {axes} whose size is not 1")
+        raise UnsupportedFeatureError(f"ops.squeeze of axes {axes} whose size is not 1")
     shape = tuple(d for i, d in enumerate(t.shape) if i not in axes)
     return KT(ctx.op("Squeeze", ctx.logical(t), ints(ctx, axes, "axes")), shape, t.dtype)
 
@@ -97,7 +98,7 @@ def cast_op(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     t = inputs[0]
     dtype = np.dtype(str(layer.config["dtype"]).replace("bfloat16", "float32"))
     if str(layer.config["dtype"]) == "bfloat16":
-        raise ValueError("ops.cast to bfloat16 is not supported")
+        raise UnsupportedFeatureError("ops.cast to bfloat16 is not supported")
     to = ir.DataType.from_numpy(dtype).value
     return t.like(ctx.op("Cast", t.value, to=to), dtype=dtype)
 
@@ -108,7 +109,7 @@ def matmul_op(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
 
     a, b = inputs[0], inputs[1]
     if a.rank < 2 or b.rank < 2:
-        raise ValueError("ops.matmul of a vector is not supported")
+        raise UnsupportedFeatureError("ops.matmul of a vector is not supported")
     batch = _broadcast_shape([a.shape[:-2], b.shape[:-2]])
     shape = (*batch, a.shape[-2], b.shape[-1])
     return KT(ctx.op("MatMul", ctx.logical(a), ctx.logical(b)), shape, a.dtype)
@@ -140,7 +141,7 @@ def where_op(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     from modelport.importers.keras.layers.merge import _broadcast_shape
 
     if len(inputs) != 3:
-        raise ValueError("ops.where with one argument (the indices) is not supported")
+        raise UnsupportedFeatureError("ops.where with one argument (the indices) is not supported")
     cond, x, y = inputs
     c = cond.value if cond.dtype == bool else ctx.op("Cast", cond.value, to=9)
     shape = _broadcast_shape([cond.shape, x.shape, y.shape])
@@ -168,7 +169,7 @@ def get_item(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
 
     key = getattr(ctx, "args", None)
     if key is None or len(key) < 2:
-        raise ValueError("GetItem without an index")
+        raise UnsupportedFeatureError("GetItem without an index")
     return index_tensor(ctx, inputs[0], _keras2_spec(key[1]))
 
 

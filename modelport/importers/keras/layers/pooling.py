@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras import theano
 from modelport.importers.keras.layers.conv import _layout, _out_shape, padding_attrs, spatial
 from modelport.importers.keras.table import KT, Context, Layer, as_tuple, keras_layer, reduce
@@ -26,7 +27,7 @@ def pool(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     if padding == "same" and theano.is_theano(ctx):
         pads = [theano.pool_same_pads(sizes[i], ks[i], ss[i], n == 3) for i in range(n)]
         if any(p is None for p in pads):
-            raise ValueError("'same' pooling of a Theano-backend file needs static spatial sizes")
+            raise UnsupportedFeatureError("'same' pooling of a Theano-backend file needs static spatial sizes")
         attrs = {"pads": [p[0] for p in pads] + [p[1] for p in pads]}
         outs = [-(-sizes[i] // ss[i]) for i in range(n)]
     else:
@@ -67,7 +68,7 @@ def _masked_mean(ctx: Context, t: KT, mask, cfirst: bool, keep: bool):
     """GlobalAveragePooling1D of a masked sequence: the mean of its unmasked steps, as Keras
     computes it (sum of the masked input over the sum of the mask)."""
     if cfirst:
-        raise ValueError("a masked GlobalAveragePooling1D with channels_first is not supported")
+        raise UnsupportedFeatureError("a masked GlobalAveragePooling1D with channels_first is not supported")
     x = ctx.logical(t)
     m = ctx.op("Unsqueeze", ctx.op("Cast", mask, to=1), ctx.const(np.array([2], np.int64), "ax"))
     total = reduce(ctx, "ReduceSum", ctx.op("Mul", x, m), [1], keep)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.layers.reshaping import INT_MAX, resize_to
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer
 
@@ -72,7 +73,7 @@ def resizing(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     t = ctx.unflatten(inputs[0])
     c = layer.config
     if c.get("crop_to_aspect_ratio") or c.get("pad_to_aspect_ratio"):
-        raise ValueError("Resizing with crop/pad to aspect ratio is not supported")
+        raise UnsupportedFeatureError("Resizing with crop/pad to aspect ratio is not supported")
     axes = [2, 3] if c.get("data_format") == "channels_first" else [1, 2]
     return resize_to(ctx, t, axes, [int(c["height"]), int(c["width"])],
                      c.get("interpolation", "bilinear"), bool(c.get("antialias", False)))
@@ -89,7 +90,7 @@ def center_crop(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     for a, size in zip(axes, target):
         have = t.shape[a]
         if not isinstance(have, int) or have < size:
-            raise ValueError("CenterCrop needs static input sizes at least the target size")
+            raise UnsupportedFeatureError("CenterCrop needs static input sizes at least the target size")
         s0 = (have - size) // 2
         starts.append(s0)
         ends.append(s0 + size)

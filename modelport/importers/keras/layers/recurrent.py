@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.layers.activations import activation_name
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer
 
@@ -22,7 +23,7 @@ _ONNX_OP = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 def _act(name: str, keras2: bool) -> tuple[str, float | None, float | None]:
     name = activation_name(name)
     if name not in _ONNX_ACT:
-        raise ValueError(f"recurrent activation {name!r} is not supported")
+        raise UnsupportedFeatureError(f"recurrent activation {name!r} is not supported")
     if name == "hard_sigmoid":
         return "HardSigmoid", (0.2 if keras2 else 1.0 / 6.0), 0.5
     if name == "linear":
@@ -189,7 +190,7 @@ def recurrent(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT]:
     if layer.class_name == "CuDNNGRU":
         cfg["reset_after"] = True
     if cfg.get("stateful"):
-        raise ValueError("stateful recurrent layers are not supported")
+        raise UnsupportedFeatureError("stateful recurrent layers are not supported")
     mask = getattr(ctx, "mask", None)
     out = run_rnn(ctx, layer, kind, cfg, 0, inputs[0], _states(ctx, inputs), mask=mask)
     if mask is not None and cfg.get("return_sequences"):
@@ -235,7 +236,7 @@ def bidirectional(ctx: Context, layer: Layer, inputs: list[KT]) -> list[KT]:
     elif mode is None:
         out = [y, KT(yb_val, yb.shape, yb.dtype)]
     else:
-        raise ValueError(f"merge_mode {mode!r} is not supported")
+        raise UnsupportedFeatureError(f"merge_mode {mode!r} is not supported")
     if mask is not None and fcfg.get("return_sequences"):
         for t in out[:2 if mode is None else 1]:
             t.mask = mask

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer, scalar
 
 INT_MAX = np.iinfo(np.int64).max
@@ -88,7 +89,7 @@ def resize_to(ctx: Context, t: KT, axes: list[int], sizes: list[int], mode: str,
     sources = [t.shape[a] for a in axes]
     grows = all(isinstance(n, int) and s >= n for n, s in zip(sources, sizes))
     if antialias and not grows:
-        raise ValueError("resizing down with antialias is not supported")
+        raise UnsupportedFeatureError("resizing down with antialias is not supported")
     if mode == "nearest":
         attrs = dict(mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
                      nearest_mode="floor")
@@ -97,7 +98,7 @@ def resize_to(ctx: Context, t: KT, axes: list[int], sizes: list[int], mode: str,
     else:
         # bicubic included: TensorFlow's bicubic weights equal ONNX's cubic resize (Keys,
         # a = -0.5, exclude_outside) only for a 2x enlargement; elsewhere they differ by ~2e-3.
-        raise ValueError(f"interpolation {mode!r} is not supported")
+        raise UnsupportedFeatureError(f"interpolation {mode!r} is not supported")
     y = ctx.op("Resize", x, None, None, full, **attrs)
     shape = list(t.shape)
     for a, s in zip(axes, sizes):
@@ -126,5 +127,5 @@ def upsampling(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
             shape[a] = shape[a] * s if isinstance(shape[a], int) else None
         return t.like(y, shape)
     if not all(isinstance(t.shape[a], int) for a in axes):
-        raise ValueError("bilinear up-sampling needs static spatial sizes")
+        raise UnsupportedFeatureError("bilinear up-sampling needs static spatial sizes")
     return resize_to(ctx, t, axes, [t.shape[a] * s for a, s in zip(axes, size)], mode)

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import onnx_ir as ir
 
+from modelport.errors import UnsupportedFeatureError
 from modelport.importers.keras.layers.merge import _broadcast_shape, _chain
 from modelport.importers.keras.table import (
     KT,
@@ -32,8 +33,8 @@ from modelport.importers.keras.table import (
 # indexing ``x[:, 0]`` as a SlicingOpLambda. The function's first argument arrives as
 # ``inputs`` (a list of tensors for concat/stack; a Python constant such as the 2.0 of
 # ``2.0 * x`` as a constant KT); every other argument is in ``ctx.kwargs`` under its parameter
-# name, tensors as KTs. Each function is translated exactly or refused with a ValueError,
-# as is any argument value the translation does not cover.
+# name, tensors as KTs. Each function is translated exactly or refused with an
+# UnsupportedFeatureError, as is any argument value the translation does not cover.
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 _INT64_MIN = int(np.iinfo(np.int64).min)
@@ -87,8 +88,8 @@ def tf_function(*names: str):
     return register
 
 
-def _refuse(fn: str, what: str = "", kind: str = "TFOpLambda") -> ValueError:
-    return ValueError(f"{kind} {fn!r}{' ' + what if what else ''} is not supported")
+def _refuse(fn: str, what: str = "", kind: str = "TFOpLambda") -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(f"{kind} {fn!r}{' ' + what if what else ''} is not supported")
 
 
 def _args(fn: str, kw: dict, *allowed: str) -> dict:
@@ -120,7 +121,7 @@ def _int_list(fn: str, name: str, v) -> list[int]:
 def _axis(fn: str, a, rank: int) -> int:
     a = _int_arg(fn, "axis", a)
     if not -rank <= a < rank:
-        raise ValueError(f"TFOpLambda {fn!r}: axis {a} is out of range for rank {rank}")
+        raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: axis {a} is out of range for rank {rank}")
     return a % rank
 
 
@@ -560,7 +561,7 @@ def _tf_split(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> list[KT]:
             raise _refuse(fn, f"into {k} parts of an axis of size {n}")
         sizes = [n // k] * k
     if any(s < 0 for s in sizes) or (isinstance(n, int) and sum(sizes) != n):
-        raise ValueError(f"TFOpLambda {fn!r}: sizes {sizes} do not add up to {n}")
+        raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: sizes {sizes} do not add up to {n}")
     ax = t.phys_axis(axis)
     parts = ctx.op("Split", t.value, ints(ctx, sizes, "split"), axis=ax, outputs=len(sizes))
     parts = [parts] if len(sizes) == 1 else list(parts)
@@ -581,7 +582,7 @@ def _tf_reshape(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
         raise _refuse(fn, "with a computed shape")
     dims = _int_list(fn, "shape", target)
     if any(d < -1 for d in dims) or dims.count(-1) > 1:
-        raise ValueError(f"TFOpLambda {fn!r}: invalid shape {dims}")
+        raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: invalid shape {dims}")
     if 0 in dims:  # TF means a zero-size axis, ONNX would copy the input's
         raise _refuse(fn, f"with shape {dims}")
     shape = [d if d >= 0 else None for d in dims]
@@ -589,14 +590,14 @@ def _tf_reshape(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
         known = math.prod(d for d in dims if d != -1)
         total = math.prod(t.shape)
         if known == 0 or total % known:
-            raise ValueError(f"TFOpLambda {fn!r}: cannot reshape {t.shape} to {dims}")
+            raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: cannot reshape {t.shape} to {dims}")
         shape[dims.index(-1)] = total // known
     elif -1 in dims and dims.index(-1) == 0 and t.shape and t.shape[0] is None and \
             all(isinstance(d, int) for d in t.shape[1:]):
         # The usual reshape(x, [-1, ...]) of a batch: check the rest divides evenly.
         known = math.prod(dims[1:])
         if known == 0 or math.prod(t.shape[1:]) % known:
-            raise ValueError(f"TFOpLambda {fn!r}: cannot reshape {t.shape} to {dims}")
+            raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: cannot reshape {t.shape} to {dims}")
     y = ctx.op("Reshape", ctx.logical(t), ints(ctx, dims, "shape"))
     return KT(y, tuple(shape), t.dtype)
 
@@ -608,7 +609,7 @@ def _tf_transpose(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     p = kw.get("perm")
     p = list(range(t.rank))[::-1] if p is None else _int_list(fn, "perm", p)
     if sorted(p) != list(range(t.rank)):
-        raise ValueError(f"TFOpLambda {fn!r}: perm {p} does not fit rank {t.rank}")
+        raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: perm {p} does not fit rank {t.rank}")
     shape = [t.shape[a] for a in p]
     if t.perm is not None:
         # Only the logical order changes: physical axis j holds old logical axis perm[j],
@@ -645,7 +646,7 @@ def _tf_squeeze(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
         axes = sorted({_axis(fn, a, t.rank) for a in _int_list(fn, "axis", kw["axis"])})
         for a in axes:
             if isinstance(t.shape[a], int) and t.shape[a] != 1:
-                raise ValueError(f"TFOpLambda {fn!r}: axis {a} has size {t.shape[a]}, not 1")
+                raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: axis {a} has size {t.shape[a]}, not 1")
     if not axes:
         return t.like(ctx.op("Identity", t.value))
     y = ctx.op("Squeeze", t.value, ints(ctx, [t.phys_axis(a) for a in axes], "axes"))
@@ -659,7 +660,7 @@ def _tf_tile(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
     t = ctx.unflatten(_tensor(fn, inputs[0]))
     reps = _int_list(fn, "multiples", kw.get("multiples"))
     if len(reps) != t.rank or any(r < 0 for r in reps):
-        raise ValueError(f"TFOpLambda {fn!r}: multiples {reps} do not fit rank {t.rank}")
+        raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: multiples {reps} do not fit rank {t.rank}")
     phys = [reps[a] for a in (t.perm or range(t.rank))]
     y = ctx.op("Tile", t.value, ints(ctx, phys, "repeats"))
     shape = [d * r if isinstance(d, int) else (0 if r == 0 else None if r != 1 else d)
@@ -693,7 +694,7 @@ def _tf_matmul(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
                 vb = ctx.op("Transpose", vb, perm=[*range(r - 2), r - 1, r - 2])
                 sb[-2], sb[-1] = sb[-1], sb[-2]
     if isinstance(sa[-1], int) and isinstance(sb[-2], int) and sa[-1] != sb[-2]:
-        raise ValueError(f"TFOpLambda {fn!r}: inner dimensions {sa[-1]} and {sb[-2]} differ")
+        raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: inner dimensions {sa[-1]} and {sb[-2]} differ")
     batch = _broadcast_shape([tuple(sa[:-2]), tuple(sb[:-2])]) if a.rank > 2 or b.rank > 2 \
         else ()
     return KT(ctx.op("MatMul", va, vb), (*batch, sa[-2], sb[-1]), a.dtype)
@@ -715,7 +716,7 @@ def _tf_gather(ctx: Context, fn: str, inputs: list[KT], kw: dict) -> KT:
             raise _refuse(fn, f"with indices {idx!r}")
         n = t.shape[axis]
         if isinstance(n, int) and (arr.min() < 0 or arr.max() >= n):
-            raise ValueError(f"TFOpLambda {fn!r}: indices {arr.tolist()} out of range [0, {n})")
+            raise UnsupportedFeatureError(f"TFOpLambda {fn!r}: indices {arr.tolist()} out of range [0, {n})")
         iv, ishape = ctx.const(arr.astype(np.int64), "indices"), arr.shape
     if len(ishape) > 1:
         t = ctx.as_logical(t)  # several new axes: gather in the logical order
@@ -742,20 +743,20 @@ def _slice_items(spec, rank: int) -> list[tuple]:
             vals = [s.get(k) for k in ("start", "stop", "step")]
             for v in vals:
                 if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                    raise ValueError(f"indexing with the bound {v!r} is not supported (only "
+                    raise UnsupportedFeatureError(f"indexing with the bound {v!r} is not supported (only "
                                      "constant integers)")
             if vals[2] == 0:
-                raise ValueError("indexing: a slice step cannot be zero")
+                raise UnsupportedFeatureError("indexing: a slice step cannot be zero")
             items.append(("slice", *vals))
         elif isinstance(s, int) and not isinstance(s, bool):
             items.append(("index", s))
         else:
-            raise ValueError(f"indexing with {s!r} is not supported")
+            raise UnsupportedFeatureError(f"indexing with {s!r} is not supported")
     if sum(1 for i in items if i[0] == "ellipsis") > 1:
-        raise ValueError("indexing: an index can only have one ellipsis")
+        raise UnsupportedFeatureError("indexing: an index can only have one ellipsis")
     used = sum(1 for i in items if i[0] in ("slice", "index"))
     if used > rank:
-        raise ValueError(f"indexing: {used} indices for a tensor of rank {rank}")
+        raise UnsupportedFeatureError(f"indexing: {used} indices for a tensor of rank {rank}")
     full = ("slice", None, None, None)
     if not any(i[0] == "ellipsis" for i in items):
         items.append(("ellipsis",))
@@ -769,10 +770,10 @@ def slicing_op_lambda(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     ``None`` (new axes), as one Slice, then Squeeze and Unsqueeze."""
     fn = str(layer.config.get("function"))
     if fn != "__operators__.getitem":
-        raise ValueError(f"SlicingOpLambda {fn!r} is not supported")
+        raise UnsupportedFeatureError(f"SlicingOpLambda {fn!r} is not supported")
     kw = dict(getattr(ctx, "kwargs", {}) or {})
     if "slice_spec" not in kw or set(kw) - {"slice_spec", "name"}:
-        raise ValueError(f"SlicingOpLambda with arguments {sorted(kw)} is not supported")
+        raise UnsupportedFeatureError(f"SlicingOpLambda with arguments {sorted(kw)} is not supported")
     return index_tensor(ctx, _tensor(fn, inputs[0]), kw["slice_spec"])
 
 
@@ -794,7 +795,7 @@ def index_tensor(ctx: Context, t: KT, spec) -> KT:
         if item[0] == "index":
             i = item[1]
             if isinstance(d, int) and not -d <= i < d:
-                raise ValueError(f"indexing: index {i} is out of range for an axis of size {d}")
+                raise UnsupportedFeatureError(f"indexing: index {i} is out of range for an axis of size {d}")
             starts.append(i)
             ends.append(_INT64_MAX if i == -1 else i + 1)
             axes.append(t.phys_axis(a))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelport.errors import UnsupportedOpsError
+from modelport.errors import UnsupportedFeatureError, UnsupportedOpsError
 from modelport.importers.keras.table import KT, Context, Layer, ints, keras_layer
 
 
@@ -30,7 +30,7 @@ def time_distributed(ctx: Context, layer: Layer, inputs: list[KT]) -> KT:
     y = ctx.logical(out)
     tail = list(out.shape[1:])
     if not all(isinstance(d, int) for d in tail):
-        raise ValueError("TimeDistributed needs static per-step output shapes")
+        raise UnsupportedFeatureError("TimeDistributed needs static per-step output shapes")
     lead = ctx.op("Slice", ctx.op("Shape", x), ints(ctx, [0], "s"), ints(ctx, [2], "e"))
     shape = ctx.op("Concat", lead, ints(ctx, tail, "tail"), axis=0)
     return KT(ctx.op("Reshape", y, shape), (t.shape[0], t.shape[1], *tail), out.dtype)
