@@ -151,11 +151,12 @@ class _Scan:
 
 def _saved_model_roots(path: str) -> tuple[list[str], list[str]]:
     """(init-op roots, restore roots) of a SavedModel's serving meta graph."""
+    from modelport.importers.files import read_bytes
     from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
-    from modelport.importers.tensorflow.source import _parse, _read, saved_model_file
+    from modelport.importers.tensorflow.source import _parse, saved_model_file
 
     pb_file = saved_model_file(path) or path
-    sm = _parse(pb.SavedModel(), _read(pb_file), pb_file, "SavedModel")
+    sm = _parse(pb.SavedModel(), read_bytes(pb_file), pb_file, "SavedModel")
     mg = next((m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0])
     init = [_node_name(info.name) for key, sig in mg.signature_def.items()
             if key.startswith("__") for info in sig.outputs.values()]

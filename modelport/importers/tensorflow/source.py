@@ -18,7 +18,8 @@ from typing import Any
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from modelport.errors import InvalidModelError
+from modelport.errors import InvalidModelError, printable
+from modelport.importers.files import read_bytes
 from modelport.importers.registry import LoadOptions
 from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
 from modelport.importers.tensorflow.bundle import Checkpoint
@@ -93,29 +94,13 @@ def looks_like_text(head: bytes) -> bool:
     return printable >= 0.95 * len(head)
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise InvalidModelError(f"cannot read: {exc.strerror or exc}", path=path) from None
-    if not data.strip():
-        raise InvalidModelError("file is empty", path=path)
-    return data
-
-
-def _one_line(exc: Exception) -> str:
-    """A parser's message on one printable line (it may quote the file's bytes)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
-
-
 def _parse(message, data: bytes, path: str, what: str):
     if looks_like_text(data[:4096]):
         try:
             text_format.Parse(data.decode("utf-8", "replace"), message,
                               allow_unknown_field=True)
         except text_format.ParseError as exc:
-            raise InvalidModelError(f"is not a valid text {what}: {_one_line(exc)}",
+            raise InvalidModelError(f"is not a valid text {what}: {printable(str(exc))}",
                                     path=path) from None
         return message
     try:
@@ -151,10 +136,10 @@ def read_source(path: str, options: LoadOptions) -> Source:
         if pb_file is None:
             raise InvalidModelError("is a directory without saved_model.pb (not a SavedModel)",
                                     path=path)
-        return read_saved_model(pb_file, _read(pb_file), options)
+        return read_saved_model(pb_file, read_bytes(pb_file), options)
     if not os.path.exists(path):
         raise InvalidModelError("no such file", path=path)
-    data = _read(path)
+    data = read_bytes(path)
     if is_saved_model(data):
         return read_saved_model(path, data, options)
     graph = _parse(pb.GraphDef(), data, path, "TensorFlow GraphDef")
