@@ -30,6 +30,12 @@ class UnknownFormatError(InvalidModelError):
     """No importer recognises the file."""
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped, so that a name read from a damaged
+    file cannot break a one-line error."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 class UnsupportedOpsError(ModelportError):
     """The model uses operators or layers that have no translation.
 
@@ -48,9 +54,10 @@ class UnsupportedOpsError(ModelportError):
         self.ops = {k: list(v) for k, v in sorted(ops.items())}
         parts = []
         for op, names in self.ops.items():
-            shown = ", ".join(repr(n) for n in names[:3])
+            # names come from the file: a damaged one may hold control characters (line breaks)
+            shown = ", ".join(printable(repr(n)) for n in names[:3])
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-            parts.append(f"{op} ({shown}{more})" if names else op)
+            parts.append(f"{printable(op)} ({shown}{more})" if names else printable(op))
         message = f"unsupported {kind}{'s' if len(self.ops) > 1 else ''}: {'; '.join(parts)}"
         if hint:
             message += f"; {hint}"

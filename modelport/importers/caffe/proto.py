@@ -14,8 +14,9 @@ import dataclasses
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from modelport.errors import InvalidModelError
+from modelport.errors import InvalidModelError, printable
 from modelport.importers.caffe._pb import caffe_pb2 as pb
+from modelport.importers.files import read_bytes
 
 NetParameter = pb.NetParameter
 LayerParameter = pb.LayerParameter
@@ -67,8 +68,8 @@ def parse_text(text: str, path: str) -> tuple[pb.NetParameter, list[UnknownField
     except text_format.ParseError as exc:
         # protobuf quotes the offending line, which a damaged file may fill with control
         # characters (line breaks included): escape them so the error stays one line
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
-        raise InvalidModelError(f"is not a valid Caffe prototxt: {text}", path=path) from None
+        raise InvalidModelError(f"is not a valid Caffe prototxt: {printable(str(exc))}",
+                                path=path) from None
     except RecursionError:
         raise InvalidModelError("is not a valid Caffe prototxt: its messages are nested too "
                                 "deeply", path=path) from None
@@ -89,13 +90,7 @@ def parse_binary(data: bytes | memoryview, path: str) -> pb.NetParameter:
 
 def read_net(path: str) -> tuple[pb.NetParameter, list[UnknownField]]:
     """Read a prototxt (text) or binary net definition; returns it upgraded to the current format."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise InvalidModelError(f"cannot read: {exc.strerror or exc}", path=path) from None
-    if not data.strip():
-        raise InvalidModelError("file is empty", path=path)
+    data = read_bytes(path)
     unknown: list[UnknownField] = []
     if looks_like_text(data[:4096]):
         try:
