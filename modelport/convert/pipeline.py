@@ -113,6 +113,20 @@ def with_importer_shapes(options: LoadOptions, model: ir.Model) -> LoadOptions:
 
 @dataclasses.dataclass
 class ConvertResult:
+    """What :func:`modelport.convert` did.
+
+    ``source``, ``format`` and ``output`` name the files and the detected format; ``bytes`` is
+    the size written (model and external data), ``opset`` the ONNX opset written and
+    ``external_data`` the external data file's name when the weights went beside the model.
+    ``nodes_imported``/``nodes_exported`` count nodes before and after optimisation;
+    ``seconds`` times each stage (``import``, ``optimize``, ``export``, ``verify``).
+    ``report`` is the :class:`~modelport.convert.verify.VerifyReport` when verification ran
+    (else None), ``written`` is False when verification failed and the output was not kept,
+    ``optimization`` is the optimiser's report as a dict (level, rounds, node counts, what
+    each pass removed, added and rewrote) and ``notes`` are the importer's remarks (layouts
+    changed, options applied). ``to_dict()`` is what ``--json`` prints.
+    """
+
     source: str
     format: str
     output: str
@@ -131,6 +145,7 @@ class ConvertResult:
 
     @property
     def passed(self) -> bool:
+        """True unless verification ran and failed."""
         return self.report is None or self.report.passed
 
     def to_dict(self) -> dict[str, Any]:

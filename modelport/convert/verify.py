@@ -33,6 +33,14 @@ SYMBOLIC_OTHER = 32
 
 @dataclasses.dataclass
 class Comparison:
+    """One compared value (a graph output, or a source layer in per-layer mode).
+
+    ``shape`` is the converted value's shape (``reference_shape`` the reference's when it
+    differs, which is a failure); ``max_abs`` and ``max_rel`` are the largest absolute and
+    relative errors, ``mismatched`` the number of elements outside ``atol + rtol * |ref|``,
+    ``passed`` the verdict and ``note`` a remark (non-finite values, a layout applied).
+    """
+
     name: str
     shape: list[int]  # the converted value's shape
     max_abs: float
@@ -56,6 +64,19 @@ class NotCompared:
 
 @dataclasses.dataclass
 class VerifyReport:
+    """The result of a verification (:func:`modelport.verify`, ``convert(verify=True)``).
+
+    ``source``/``converted`` are the two files, ``reference`` what ran the source (a
+    framework or an independent reader, with its version) and ``runtime`` what ran the ONNX
+    model; ``rtol``, ``atol`` and ``seed`` are the tolerances and the input seed, ``inputs``
+    the input shapes used. ``outputs`` holds a :class:`Comparison` per graph output; with
+    ``per_layer`` also ``layers`` (one per source layer compared), ``first_diverging_layer``
+    and ``not_compared`` (layers that could not be compared, with the reason). ``layouts``
+    lists values the importer transposed on purpose; ``cannot_judge`` says why the reference
+    cannot reproduce the file's semantics, in which case the report never passes.
+    ``table()`` is the text report, ``to_dict()`` the JSON one.
+    """
+
     source: str
     converted: str
     reference: str
@@ -83,6 +104,7 @@ class VerifyReport:
 
     @property
     def passed(self) -> bool:
+        """Verified, and every output within tolerance."""
         return self.verified and all(c.passed for c in self.outputs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +114,7 @@ class VerifyReport:
         return d
 
     def table(self) -> str:
+        """The report as the command line prints it (tables of outputs and layers, verdict)."""
         rows = [("output", "shape", "max abs err", "max rel err", "result")]
         for c in self.outputs:
             rows.append(_row(c))

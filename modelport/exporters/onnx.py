@@ -30,6 +30,11 @@ EXTERNAL_DATA_THRESHOLD = 2_000_000_000  # protobuf cannot serialize messages ov
 
 @dataclasses.dataclass
 class ExportResult:
+    """What :func:`modelport.save` wrote: the model's ``path``, the ``bytes`` written (external
+    data included), the ``external_data`` file name (None when the weights are inside the
+    model), the ``opset`` and ``full_check`` (False when the source, an ONNX file, did not
+    pass ``onnx.checker``'s full check itself, so the written model was checked without it)."""
+
     path: str
     bytes: int
     external_data: str | None

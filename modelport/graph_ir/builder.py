@@ -34,6 +34,12 @@ _NAME_SAFE = re.compile(r"[^A-Za-z0-9_.:/\-]")
 
 
 class GraphBuilder:
+    """Builds one ``onnx_ir`` graph at ``opset`` (default 17): see the module's example.
+
+    ``graph`` is the ``ir.Graph`` under construction and ``opset`` its default-domain opset;
+    :meth:`build` wraps it in an ``ir.Model``.
+    """
+
     def __init__(self, name: str = "main", *, opset: int = DEFAULT_OPSET) -> None:
         self.graph = ir.Graph(inputs=[], outputs=[], nodes=[], name=name, opset_imports={"": opset})
         self.opset = opset
@@ -60,6 +66,7 @@ class GraphBuilder:
 
     # -- naming -------------------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
+        """``base`` made safe for a value name and unique in this graph (``base_1``, ...)."""
         base = _NAME_SAFE.sub("_", base) or "value"
         if base not in self._names:
             self._names.add(base)
@@ -104,6 +111,8 @@ class GraphBuilder:
     def input(
         self, name: str, dtype: Any, shape: Sequence[int | str | None] | None
     ) -> ir.Value:
+        """Add a graph input of ``dtype`` (numpy or ``ir.DataType``) and ``shape`` (ints,
+        names of symbolic dims, or None for unknown dims; None: unknown rank)."""
         value = ir.Value(
             name=self.unique_name(name),
             type=ir.TensorType(_ir_dtype(dtype)),
@@ -147,6 +156,8 @@ class GraphBuilder:
         return [], {"axes": axes}
 
     def initializer(self, name: str, tensor: ir.TensorProtocol | np.ndarray) -> ir.Value:
+        """Add a weight: a numpy array, or any ``onnx_ir`` tensor (a lazy one from
+        :func:`~modelport.graph_ir.lazy_tensor` reads its bytes only when exported)."""
         if isinstance(tensor, np.ndarray):
             tensor = ir.Tensor(np.asarray(tensor, order="C"))  # keeps 0-d scalars 0-d
         unique = self.unique_name(name)
@@ -216,6 +227,9 @@ class GraphBuilder:
         doc: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> ir.Model:
+        """The finished ``ir.Model`` (producer modelport, IR version for the opset), with
+        ``metadata`` as its metadata_props and the per-layer mapping that
+        :meth:`layer_returns`/:meth:`layer_has_no_value` recorded."""
         model = ir.Model(
             self.graph,
             ir_version=8 if self.opset <= 17 else 10,

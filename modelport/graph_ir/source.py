@@ -16,11 +16,13 @@ from modelport.graph_ir.metadata import LAYER_SKIPS_META, LAYER_VALUES_META, SOU
 
 
 def set_source(node: ir.Node, layer: str | None) -> None:
+    """Record that ``node`` comes from source layer ``layer`` (``modelport.source``)."""
     if layer:
         node.metadata_props[SOURCE_KEY] = layer
 
 
 def get_source(node: ir.Node) -> str | None:
+    """The source layer ``node`` came from, or None."""
     return node.metadata_props.get(SOURCE_KEY)
 
 

@@ -25,6 +25,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class OpTable:
+    """A table of translators keyed by source op or layer name (``kind`` names the table in
+    messages, e.g. "Keras layer").
+
+    Call it as a decorator with one or more names (``replace=True`` overrides an existing
+    translation; without it registering a name twice is a ``ValueError``)::
+
+        @caffe_layer("MyScale", "MyScale2")
+        def my_scale(ctx, layer, inputs): ...
+    """
+
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._table: dict[str, Callable[..., Any]] = {}
@@ -40,15 +50,18 @@ class OpTable:
         return decorate
 
     def register(self, name: str, fn: Callable[..., Any], *, replace: bool = True) -> None:
+        """Register ``fn`` for ``name`` without a decorator (replacing any translation)."""
         self(name, replace=replace)(fn)
 
     def get(self, name: str) -> Callable[..., Any] | None:
+        """The translator for ``name``, or None."""
         return self._table.get(name)
 
     def __contains__(self, name: str) -> bool:
         return name in self._table
 
     def names(self) -> list[str]:
+        """Every registered name, sorted (what ``modelport formats`` counts as supported)."""
         return sorted(self._table)
 
     def check(

@@ -41,6 +41,13 @@ class LoadOptions:
 
 @dataclasses.dataclass(frozen=True)
 class FormatSpec:
+    """One importable (or only recognised) format, as a ``format`` module declares it.
+
+    The "format registry" section of the Extending guide says what each field
+    means; ``load``, ``reference`` and ``code_check`` are ``"module:function"`` strings,
+    imported only when used.
+    """
+
     name: str
     description: str
     extensions: tuple[str, ...]
@@ -143,6 +150,7 @@ _FORMATS: dict[str, FormatSpec] | None = None
 
 
 def formats() -> dict[str, FormatSpec]:
+    """Every format modelport knows, by name, in the order ``modelport formats`` lists them."""
     global _FORMATS
     if _FORMATS is None:
         found: dict[str, FormatSpec] = {}
@@ -164,6 +172,7 @@ def formats() -> dict[str, FormatSpec]:
 
 
 def get_format(name: str) -> FormatSpec:
+    """The format called ``name`` (as ``--format`` takes it); UnknownFormatError if none."""
     try:
         return formats()[name]
     except KeyError:

@@ -169,19 +169,24 @@ class Context:
     # -- shapes and nodes ----------------------------------------------------------------------
     @staticmethod
     def shape(value: ir.Value) -> tuple[int, ...]:
+        """The static shape of ``value`` (Caffe nets have static shapes throughout)."""
         return tuple(int(d) for d in value.shape.dims)
 
     def op(self, op_type: str, *inputs, shape: Sequence[int], dtype=ir.DataType.FLOAT,
            **attrs) -> ir.Value:
+        """Add an ONNX node for the current layer; ``shape`` (and ``dtype``) of its output
+        must be given, since the next layers' translators read it."""
         value = self.b.op(op_type, *inputs, **attrs)
         value.shape = ir.Shape([d if isinstance(d, str) else int(d) for d in shape])
         value.type = ir.TensorType(dtype)
         return value
 
     def const(self, array, name: str = "const", dtype=None) -> ir.Value:
+        """A small constant, named after the current layer."""
         return self.b.const(array, name=f"{self.name}.{name}", dtype=dtype)
 
     def ints(self, values: Sequence[int], name: str = "shape") -> ir.Value:
+        """An int64 vector constant (shapes, axes)."""
         return self.b.const(np.asarray(list(values), dtype=np.int64), name=f"{self.name}.{name}")
 
     def reduce(self, op_type: str, x: ir.Value, axes: Sequence[int], *, keepdims: int,
@@ -191,6 +196,7 @@ class Context:
         return self.op(op_type, x, *extra, keepdims=keepdims, shape=shape, **attrs)
 
     def fail(self, message: str) -> InvalidModelError:
+        """An error naming the layer and the file: ``raise ctx.fail("...")`` (exit 2)."""
         return InvalidModelError(f"layer {self.name!r} ({self.layer.type}): {message}",
                                  path=self.path)
 

@@ -32,7 +32,13 @@ keras_layer = OpTable("Keras layer")
 
 @dataclasses.dataclass
 class KT:
-    """A Keras tensor in the graph under construction."""
+    """A Keras tensor in the graph under construction.
+
+    ``value`` is the ``ir.Value``; ``shape`` the logical (Keras) shape, None for unknown dims;
+    ``dtype`` a numpy dtype; ``perm`` the physical axis order of ``value`` (None: the logical
+    order; channels-first values carry ``(0, rank-1, 1, ...)``). Translators that only need
+    Keras order call ``ctx.logical(t)``; element-wise ones keep the layout with :meth:`like`.
+    """
 
     value: ir.Value
     shape: tuple  # logical (Keras) shape; None for unknown dims (the batch)
@@ -93,6 +99,10 @@ def onnx_dims(shape: Sequence) -> list:
 
 @dataclasses.dataclass
 class Layer:
+    """A Keras layer as a translator sees it: ``class_name``, ``name`` (nested models:
+    ``"outer/inner"``), ``config`` (the layer's Keras config dict), ``weights()`` (its weight
+    datasets in Keras order, read lazily), the registering ``module`` and ``keras_version``."""
+
     class_name: str
     name: str  # the full source name (nested models: "outer/inner")
     config: dict
@@ -106,6 +116,10 @@ class Layer:
 
 
 class Context:
+    """What a Keras translator gets as ``ctx``: the graph builder (``ctx.b``, a
+    :class:`~modelport.graph_ir.GraphBuilder`), the load options and the file's path, with
+    helpers for weights, constants, nodes and layouts."""
+
     def __init__(self, builder: GraphBuilder, options: Any, path: str) -> None:
         self.b = builder
         self.options = options
@@ -147,9 +161,13 @@ class Context:
         return np.asarray(layer.weights()[index][()])
 
     def const(self, array: Any, name: str = "const", dtype: Any = None) -> ir.Value:
+        """A small constant (float64 arrays become float32 unless ``dtype`` says otherwise)."""
         return self.b.const(array, name, dtype)
 
     def op(self, op_type: str, *inputs: ir.Value | None, **kw: Any) -> Any:
+        """Add an ONNX node (default domain, the model's opset) stamped with the current
+        layer; keyword arguments are its attributes (None ones left out), trailing None
+        inputs are dropped. Returns the output value (a tuple with ``outputs=n``)."""
         inputs_l = list(inputs)
         while inputs_l and inputs_l[-1] is None:  # optional trailing inputs left out
             inputs_l.pop()
@@ -183,12 +201,15 @@ class Context:
         return out
 
     def logical(self, t: KT) -> ir.Value:
+        """``t``'s value in Keras axis order (a Transpose added when needed, then reused)."""
         return self.to_perm(t, None)
 
     def as_logical(self, t: KT) -> KT:
+        """``t`` as a KT in Keras axis order."""
         return KT(self.logical(t), t.shape, t.dtype)
 
     def channels_first(self, t: KT) -> ir.Value:
+        """``t``'s value in channels-first order (what ONNX Conv and pooling take)."""
         return self.to_perm(t, cf_perm(t.rank))
 
     def unflatten(self, t: KT) -> KT:
