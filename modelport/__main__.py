@@ -1,3 +1,3 @@
-from modelport.cli import main
+from modelport.cli import run
 
-main()
+run()

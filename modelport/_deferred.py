@@ -17,6 +17,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
+import pkgutil
 import sys
 import types
 
@@ -26,6 +27,17 @@ class _Deferred(types.ModuleType):
 
     def __getattr__(self, attr: str):
         # Only called for names the stand-in lacks: anything but its spec loads the module.
+        return getattr(_load(self), attr)
+
+
+class _DeferredInit(_Deferred):
+    """Stands in ``sys.modules`` for a package whose ``__init__`` has not run: its submodules
+    import as usual (``from pkg import sub`` included); any other attribute runs it."""
+
+    def __getattr__(self, attr: str):
+        if attr in vars(self).get("_submodules", ()):
+            # Not loaded yet: let the import system find the submodule itself.
+            raise AttributeError(attr)
         return getattr(_load(self), attr)
 
 
@@ -78,6 +90,36 @@ def defer(name: str) -> bool:
     return True
 
 
+def defer_package_init(name: str) -> bool:
+    """Let ``name``'s submodules be imported without running the package's ``__init__``.
+
+    onnxscript's ``__init__`` imports its script front end and every opset module (about a
+    third of its import time) to export names a conversion never reads; the optimizer and
+    rewriter modules the passes use are submodules that do not need them. The stand-in has
+    the package's ``__path__``, so ``import onnxscript.optimizer`` finds the submodule; the
+    first read of any other attribute (``onnxscript.script``) runs the real ``__init__``.
+
+    Returns False, changing nothing, when the package is already imported or not found.
+    """
+    if name in sys.modules or os.environ.get("MODELPORT_EAGER_IMPORTS"):
+        return False
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    stand_in = _DeferredInit(name)
+    stand_in.__spec__ = spec
+    stand_in.__loader__ = spec.loader
+    stand_in.__package__ = name
+    stand_in.__file__ = spec.origin
+    stand_in.__path__ = list(spec.submodule_search_locations)
+    stand_in._submodules = frozenset(info.name for info in pkgutil.iter_modules(stand_in.__path__))
+    sys.modules[name] = stand_in
+    return True
+
+
 def is_loaded(name: str) -> bool:
     """True once ``name`` is really imported (not just deferred)."""
     return name in sys.modules and not isinstance(sys.modules[name], _Deferred)
@@ -95,9 +137,11 @@ def defer_reference_evaluator() -> None:
 
 
 def defer_rarely_used() -> None:
-    """What modelport defers on import: SymPy, and the onnx_ir module that builds a table of
-    SymPy functions when it is imported."""
+    """What the command line defers before it imports anything else: SymPy, the onnx_ir
+    module that builds a table of SymPy functions when it is imported, and the body of
+    onnxscript's ``__init__`` (:func:`defer_package_init`)."""
     if "onnx_ir" in sys.modules:
         return
     defer("sympy")
     defer("onnx_ir._symbolic_shapes")
+    defer_package_init("onnxscript")

@@ -71,11 +71,19 @@ def test_deferred_modules_load_when_used():
         " is_loaded('onnx.reference.ops'))\n"
         "import sympy, onnx.reference\n"
         "print(sympy.Integer(3) + 1, onnx.reference.ReferenceEvaluator.__name__)\n"
+        # onnxscript's __init__ did not run for the optimizer; it runs on the first read of
+        # a name it defines, and its script front end then works
+        "import onnxscript\n"
+        "print(is_loaded('onnxscript'), is_loaded('onnxscript.onnx_opset'))\n"
+        "print(onnxscript.opset17.version, is_loaded('onnxscript'),"
+        " onnxscript.optimizer is sys.modules['onnxscript.optimizer'])\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-c", "import sys\n" + code], capture_output=True,
+                       text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:3] == [
-        "2*N + 1 True", "['Add'] True True", "4 ReferenceEvaluator"]
+    assert r.stdout.split("\n")[:5] == [
+        "2*N + 1 True", "['Add'] True True", "4 ReferenceEvaluator", "False False",
+        "17 True True"]
 
 
 def test_eager_imports_switch(sample_onnx, tmp_path):
@@ -114,8 +122,12 @@ def test_version_is_defined_once():
 
 # Modules that take a large share of a small conversion to import and that converting a Keras
 # file never needs (sympy and onnx.reference are deferred: is_loaded tells the real one).
+# onnxscript's __init__ (its script front end and opset modules) is deferred by the command
+# line too, and the -O2 pass modules (rule sets built on import) are imported for -O2 only.
 SLOW = ("tensorflow", "keras", "tf_keras", "torch", "jax", "scipy", "sympy", "pandas",
-        "matplotlib", "cv2", "mxnet", "onnxruntime", "onnx.reference")
+        "matplotlib", "cv2", "mxnet", "onnxruntime", "onnx.reference", "onnxscript",
+        "onnxscript.onnx_opset", "onnxscript._internal.main",
+        "modelport.graph_ir.passes.patterns", "modelport.graph_ir.passes.shapes")
 
 
 def test_converting_a_keras_file_imports_no_slow_module(tmp_path):
@@ -132,3 +144,26 @@ def test_converting_a_keras_file_imports_no_slow_module(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "o.onnx").stat().st_size > 0
+
+
+def test_command_exits_fast_with_its_status_output_and_exit_handlers(sample_onnx, tmp_path):
+    # python -m modelport ends with os._exit after the command (no interpreter teardown):
+    # the exit status, everything printed and the atexit handlers must survive that.
+    marker = tmp_path / "atexit-ran"
+    code = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').close())\n"
+        "sys.argv = ['modelport'] + sys.argv[1:]\n"
+        "from modelport.cli import run\n"
+        "run()\n"
+    )
+    out = tmp_path / "o.onnx"
+    ok = subprocess.run([sys.executable, "-c", code, "convert", str(sample_onnx), "-o", str(out),
+                         "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["passed"] is True and out.stat().st_size > 0
+    assert marker.exists()
+    marker.unlink()
+    bad = subprocess.run([sys.executable, "-c", code, "convert", str(tmp_path / "none.h5"),
+                          "-o", str(out), "--force"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "none.h5" in bad.stderr and marker.exists()
