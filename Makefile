@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev,docs,cpu,keras,tensorflow,caffe,torch7,pytorch
 
-.PHONY: venv demo test lint docs bench bench-tests mxnet-env clean
+.PHONY: venv demo test test-lowest lint docs bench bench-tests mxnet-env clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,17 @@ test: $(STAMP) mxnet-env
 	# the documentation site: a broken link, a missing page or a bad docstring fails here
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	$(BIN)/python -m pytest -n auto -q
+
+# The lowest dependency versions pyproject.toml admits (constraints-lowest.txt, kept in step by
+# tests/test_lowest.py) in .venv-lowest, and the tests that need no source framework
+# (tests/framework_free.args) run against them. Not part of `make test` / CI: see
+# docs/development.md for what the subset covers and how long it takes.
+LOWEST ?= .venv-lowest
+test-lowest:
+	test -x $(LOWEST)/bin/python || $(PY) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q -c constraints-lowest.txt -e ".[dev,cpu,caffe]"
+	$(LOWEST)/bin/python -m pip check
+	$(LOWEST)/bin/python -m pytest -q @tests/framework_free.args
 
 # The documentation site into site/ (open site/index.html, or `mkdocs serve` to browse it live).
 docs: $(STAMP)

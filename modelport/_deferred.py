@@ -8,7 +8,10 @@ that does use SymPy gets it, just later.
 
 The stand-in carries the real module's ``__spec__``, so an ``import sympy`` statement finds it
 without loading anything (``importlib.util.LazyLoader`` cannot be used: it loads on that very
-look-up). Set ``MODELPORT_EAGER_IMPORTS=1`` to switch this off.
+look-up). :func:`defer_package_init` does the same for a package's ``__init__`` alone
+(onnxscript's), leaving its submodules importable. Only the command line calls these
+(:func:`defer_rarely_used`): ``import modelport`` changes nothing in ``sys.modules``. Set
+``MODELPORT_EAGER_IMPORTS=1`` to switch this off.
 """
 
 from __future__ import annotations
