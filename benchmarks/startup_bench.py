@@ -4,9 +4,6 @@ Three figures, each the median of ``--repeat`` runs (default 7), each run a fres
 
 * ``import modelport.cli``: the cumulative time ``python -X importtime`` reports for it (the
   command line imports nothing else until a command runs);
-* imports of ``modelport convert``: the sum of the top-level cumulative times that
-  ``python -X importtime -m modelport convert`` reports on the small model (every module the
-  command loads, the deferred ones excepted, since they never load);
 * ``import ml_dtypes``: the same for ml_dtypes, which ``onnx`` imports on every conversion
   (0.7.0 takes several times as long as 0.6.0, hence the pin in ``pyproject.toml``);
 * whole process, small Keras ``.h5`` -> ONNX (``tests/fixtures/theano/k2_cnn_last.h5``, a
@@ -60,14 +57,6 @@ def import_seconds(module: str) -> float:
     return 0.0  # already imported by site (cannot happen for these two)
 
 
-def command_import_seconds(cmd: list[str]) -> float:
-    """Sum of the top-level cumulative import times -X importtime reports for ``cmd``."""
-    r = subprocess.run([sys.executable, "-X", "importtime", *cmd], capture_output=True,
-                       text=True, cwd=ROOT, check=True)
-    top = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| \S")
-    return sum(int(m.group(1)) for m in map(top.match, r.stderr.splitlines()) if m) / 1e6
-
-
 def wall(cmd: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -83,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     import ml_dtypes
 
     rows: dict[str, list[float]] = {
-        "import modelport.cli": [], "imports of modelport convert": [], "import ml_dtypes": [],
+        "import modelport.cli": [], "import ml_dtypes": [],
         "python -c pass": [], "read-and-write floor": [], "modelport convert": []}
     with tempfile.TemporaryDirectory() as tmp:
         runs = {
@@ -94,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         }
         for _ in range(args.repeat):  # round-robin, so a busy spell hits every row alike
             rows["import modelport.cli"].append(import_seconds("modelport.cli"))
-            rows["imports of modelport convert"].append(command_import_seconds(
-                runs["modelport convert"][1:]))
             rows["import ml_dtypes"].append(import_seconds("ml_dtypes"))
             for name, cmd in runs.items():
                 rows[name].append(wall(cmd))
