@@ -24,6 +24,7 @@ import os
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from modelport.errors import InvalidModelError, first_line
@@ -479,15 +480,37 @@ def check_vlen_types(data: Any, path: str) -> None:
     crashes (SIGSEGV) converting such an attribute (``weight_names``, ``layer_names``) when
     h5py reads it. The pattern is 8 bytes long; weights match it by chance about once in 2^50
     positions."""
-    i = data.find(_VLEN_TAIL, 3)
-    while i >= 0:
+    for i in _find_all(data, _VLEN_TAIL, 3, len(data)):
         start = i - 3
         if data[start] in _VLEN_CLASS_VERSION and data[start + 2] <= 0x0F \
                 and data[start + 1] & 0x0F > 1:
             raise InvalidModelError(f"has a corrupt HDF5 datatype at byte {start} "
                                     "(a variable-length type that is neither a string nor a "
                                     "sequence)", path=path)
-        i = data.find(_VLEN_TAIL, i + 1)
+
+
+_SCAN_WINDOW = 1 << 24
+
+
+def _find_all(data: Any, needle: bytes, first: int, stop: int) -> Iterator[int]:
+    """Every start of ``needle`` in ``data[first:stop]`` (overlapping ones too), in order.
+
+    A memory-mapped file is scanned 16 MB at a time and each window's pages are handed back
+    once scanned, so that scanning a 500 MB file does not make it all resident in this
+    process (its peak RSS would otherwise count the whole file)."""
+    release = getattr(data, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
+    page = mmap.PAGESIZE
+    pos = first
+    while pos < stop:
+        end = min(stop, pos + _SCAN_WINDOW + len(needle) - 1)
+        i = data.find(needle, pos, end)
+        while i >= 0:
+            yield i
+            i = data.find(needle, i + 1, end)
+        done = min(stop, pos + _SCAN_WINDOW) // page * page
+        if release is not None and done > pos // page * page:
+            release(mmap.MADV_DONTNEED, pos // page * page, done - pos // page * page)
+        pos += _SCAN_WINDOW
 
 
 _GCOL_V1 = b"GCOL\x01\x00\x00\x00"
@@ -501,8 +524,7 @@ def check_global_heaps(data: Any, path: str, first: int = 0, stop: int | None = 
     n = len(data) if stop is None else stop
     # The signature and version 1 with its three reserved bytes: an 8-byte needle lets find()
     # skip further at each step than "GCOL" alone (about 40% faster over 100 MB of weights).
-    i = data.find(_GCOL_V1, first, n)
-    while i >= 0:
+    for i in _find_all(data, _GCOL_V1, first, n):
         if i + 16 <= n:
             size = int.from_bytes(data[i + 8:i + 16], "little")
             end = i + size
@@ -522,7 +544,6 @@ def check_global_heaps(data: Any, path: str, first: int = 0, stop: int | None = 
                         raise InvalidModelError(
                             f"has a corrupt HDF5 global heap at byte {i} (an object runs past "
                             "the collection)", path=path)
-        i = data.find(_GCOL_V1, i + 4, n)
 
 
 def _attr(h: Any, name: str) -> str | None:
