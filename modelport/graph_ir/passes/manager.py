@@ -80,12 +80,13 @@ def _count(model: ir.Model) -> int:
 
 
 def _count_graph(graph: ir.Graph) -> int:
-    # What sum(1 for _ in graph.all_nodes()) counts, three times as fast: the manager counts
-    # before and after every pass run.
+    # What sum(1 for _ in graph.all_nodes()) counts, several times as fast: the manager counts
+    # before and after every pass run. (Attributes is a UserDict: its ``data`` dict iterates
+    # without the Mapping ABC's per-item overhead.)
     n = 0
     for node in graph:
         n += 1
-        for attr in node.attributes.values():
+        for attr in node.attributes.data.values():
             if attr.type is ir.AttributeType.GRAPH:
                 n += _count_graph(attr.value)
             elif attr.type is ir.AttributeType.GRAPHS:
