@@ -12,6 +12,9 @@ time (process start to exit, interpreter start-up included) and peak resident me
 * floor:     a process that opens the file with h5py, reads every weight dataset once and
   writes its bytes to an output file (what any converter must at least do).
 
+``--baseline DIR`` adds another copy of modelport (a source tree, e.g. ``git archive REV | tar
+-x -C DIR``), run the same way from ``DIR``: before/after figures from one round-robin.
+
 Each tool runs ``--repeat`` times (default 3) per model, round-robin, each run after an
 ``os.sync()``; the table gives the median wall time and median peak memory. modelport's bytecode is compiled
 first, as installing a wheel would.
@@ -19,7 +22,7 @@ first, as installing a wheel would.
 Usage::
 
     .venv/bin/python -m benchmarks.keras_bench [--models ResNet50,MobileNetV2,VGG16]
-        [--repeat 3] [--json results.json]
+        [--repeat 3] [--json results.json] [--tools floor,modelport] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def _rss(pid: int) -> int:
 
 
 def run_measured(cmd: list[str], env: dict | None = None,
-                 cap: int | None = None) -> tuple[float, int, str]:
+                 cap: int | None = None, cwd: str | os.PathLike = ROOT) -> tuple[float, int, str]:
     """(wall seconds, peak RSS bytes, stdout) of one process.
 
     A process whose resident memory passes ``cap`` bytes is killed (MemoryCapExceeded) before
@@ -89,7 +92,7 @@ def run_measured(cmd: list[str], env: dict | None = None,
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         over = maxrss = 0
         while True:
             # Reap with wait4 ourselves: its rusage has the child's peak RSS.
@@ -136,8 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-cap-gib", type=float, default=8.0,
                     help="kill a converter whose RSS passes this (protects a shared machine)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "modelport-bench"))
+    ap.add_argument("--baseline", help="another modelport source tree to time beside this one")
     args = ap.parse_args(argv)
     precompile_modelport()
+    if args.baseline:
+        import compileall
+
+        compileall.compile_dir(os.path.join(args.baseline, "modelport"), quiet=1)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -157,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                 "modelport": [sys.executable, "-m", "modelport", "convert", str(h5), "-o",
                               f"{tmp}/mp.onnx", "--force", "--quiet"],
             }
+            if args.baseline:
+                runs["baseline"] = [sys.executable, "-m", "modelport", "convert", str(h5), "-o",
+                                    f"{tmp}/base.onnx", "--force", "--quiet"]
             if tf2onnx_ok and "tf2onnx" in args.tools:
                 runs["tf2onnx"] = [str(BENCH_PY), "-m", "tf2onnx.convert", "--keras", str(h5),
                                    "--output", f"{tmp}/tf2onnx.onnx", "--opset", "17"]
@@ -172,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                     tool_env = dict(env, TF_USE_LEGACY_KERAS="1") if tool == "tf2onnx" else env
                     os.sync()
                     try:
-                        wall, peak, _ = run_measured(cmd, tool_env, cap)
+                        wall, peak, _ = run_measured(
+                            cmd, tool_env, cap, args.baseline if tool == "baseline" else ROOT)
                     except MemoryCapExceeded as exc:
                         row[f"{tool}_error"] = f"over the {args.mem_cap_gib:g} GiB cap ({exc})"
                         continue
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(_line(row), flush=True)
     print()
-    print(table(rows, tf2onnx_ok and "tf2onnx" in args.tools))
+    print(table(rows, tf2onnx_ok and "tf2onnx" in args.tools, bool(args.baseline)))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
@@ -199,9 +211,11 @@ def _line(row: dict) -> str:
                      for k, v in row.items())
 
 
-def table(rows: list[dict], with_tf2onnx: bool) -> str:
+def table(rows: list[dict], with_tf2onnx: bool, with_baseline: bool = False) -> str:
     head = ["model", "weights", "floor", "modelport", "modelport / floor", "modelport peak RSS",
             "peak / weights"]
+    if with_baseline:
+        head += ["baseline", "baseline / floor", "baseline peak RSS"]
     if with_tf2onnx:
         head += ["tf2onnx", "tf2onnx peak RSS", "speed-up vs tf2onnx"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -209,6 +223,9 @@ def table(rows: list[dict], with_tf2onnx: bool) -> str:
         cells = [r["model"], _mb(r["weight_bytes"]), f"{r['floor_s']:.2f} s",
                  f"{r['modelport_s']:.2f} s", f"{r['modelport_s'] / r['floor_s']:.2f}x",
                  _mb(r["modelport_peak"]), f"{r['modelport_peak'] / r['weight_bytes']:.2f}x"]
+        if with_baseline:
+            cells += [f"{r['baseline_s']:.2f} s", f"{r['baseline_s'] / r['floor_s']:.2f}x",
+                      _mb(r["baseline_peak"])]
         if with_tf2onnx and "tf2onnx_s" in r:
             cells += [f"{r['tf2onnx_s']:.2f} s", _mb(r["tf2onnx_peak"]),
                       f"{r['tf2onnx_s'] / r['modelport_s']:.1f}x"]
