@@ -74,6 +74,8 @@ CONSTANT_INPUTS: list[tuple[str, int, str, int, tuple[str | None, str | None]]] 
     ("NonMaxSuppression", 2, "max_output_boxes_per_class", 10, ALL),
     ("NonMaxSuppression", 3, "iou_threshold", 10, ALL),
     ("NonMaxSuppression", 4, "score_threshold", 10, ALL),
+    ("STFT", 1, "frame_step", 17, ALL),
+    ("STFT", 2, "window", 17, ALL),
 ] + [(op, 1, "axes", 18, ALL) for op in _REDUCE]
 
 
@@ -258,6 +260,17 @@ def _resize(node, target, opset):
             yield Finding(ERROR, "TRT050", _label(node), node.op_type,
                           f"Resize {attr}={value!r} is not supported (accepted: "
                           f"{', '.join(sorted(allowed))})", fix, fixable=fixable)
+    axes = _attr(node, "axes")
+    x = node.inputs[0]
+    scales = node.inputs[2] if len(node.inputs) > 2 else None
+    if axes is not None and scales is not None and (x is None or x.shape is None or
+                                                    list(axes) != list(range(len(x.shape)))):
+        fixable = _resize_geometry(node) is not None and _const(scales) is not None
+        yield Finding(ERROR, "TRT050", _label(node), node.op_type,
+                      f"Resize with scales and axes={list(axes)}: axes must be every axis in "
+                      "order", "give a scale for every axis (done by convert --target "
+                      "tensorrt)" if fixable else "give a scale for every axis",
+                      fixable=fixable)
     if _attr(node, "antialias", 0):
         fixable = _resize_never_shrinks(node)
         yield Finding(ERROR, "TRT050", _label(node), node.op_type,
@@ -418,6 +431,56 @@ def _einsum_rewrite(node: ir.Node, target: Target) -> str | None:
         inputs = [t.replace("...", extra[n - r:] if r else "") for t, r in zip(inputs, ranks)]
         output = output.replace("...", extra)
     return ",".join(inputs) + "->" + output
+
+
+@rule("Attention")
+def _attention(node, target, opset):
+    for i, name in ((0, "Q"), (1, "K"), (2, "V"), (3, "attn_mask")):
+        v = node.inputs[i] if len(node.inputs) > i else None
+        if v is not None and v.shape is not None and len(v.shape) != 4:
+            yield Finding(ERROR, "TRT058", _label(node), node.op_type,
+                          f"Attention input {name} must be 4D (it has rank {len(v.shape)})",
+                          "give Q, K and V as (batch, heads, sequence, head size)")
+    for i, name in ((4, "past_key"), (5, "past_value"), (6, "nonpad_kv_seqlen")):
+        if len(node.inputs) > i and node.inputs[i] is not None:
+            yield Finding(ERROR, "TRT058", _label(node), node.op_type,
+                          f"Attention input {name} is not supported")
+    for i, name in ((1, "present_key"), (2, "present_value"), (3, "qk_matmul_output")):
+        if len(node.outputs) > i and node.outputs[i] is not None and node.outputs[i].uses():
+            yield Finding(ERROR, "TRT058", _label(node), node.op_type,
+                          f"Attention output {name} is not supported")
+    for name in ("qk_matmul_output_mode", "softcap"):
+        if name in node.attributes:
+            yield Finding(ERROR, "TRT058", _label(node), node.op_type,
+                          f"Attention attribute {name} is not supported")
+
+
+@rule("TensorScatter")
+def _tensor_scatter(node, target, opset):
+    ranks = [len(v.shape) for v in node.inputs[:2] if v is not None and v.shape is not None]
+    if any(r != 4 for r in ranks):
+        yield Finding(ERROR, "TRT059", _label(node), node.op_type,
+                      "TensorScatter's past_cache and update must be 4D")
+    if _attr(node, "axis", -2) not in (-2, 2):
+        yield Finding(ERROR, "TRT059", _label(node), node.op_type,
+                      f"TensorScatter axis={_attr(node, 'axis')} is not supported (only -2)")
+
+
+@rule("RotaryEmbedding")
+def _rotary(node, target, opset):
+    pos = node.inputs[3] if len(node.inputs) > 3 else None
+    if pos is not None and pos.dtype is not None and pos.dtype != ir.DataType.INT64:
+        yield Finding(ERROR, "TRT059", _label(node), node.op_type,
+                      f"RotaryEmbedding position_ids must be INT64 (it is {pos.dtype.name})",
+                      "cast position_ids to INT64")
+
+
+@rule("GridSample")
+def _grid_sample(node, target, opset):
+    x = node.inputs[0]
+    if x is not None and x.shape is not None and len(x.shape) != 4:
+        yield Finding(ERROR, "TRT044", _label(node), node.op_type,
+                      f"GridSample input must be 4D (it has rank {len(x.shape)})")
 
 
 @rule("TopK")
@@ -640,6 +703,18 @@ def relabel_einsum(model: ir.Model, target: Target) -> int:
     return changed
 
 
+def _initializer(model: ir.Model, name: str, array: np.ndarray) -> ir.Value:
+    taken = set(model.graph.initializers) | {v.name for n in model.graph.all_nodes()
+                                             for v in n.outputs if v is not None}
+    base, i = name, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    value = ir.Value(name=name, type=ir.TensorType(ir.DataType.FLOAT),
+                     shape=ir.Shape(array.shape), const_value=ir.tensor(array, name=name))
+    model.graph.register_initializer(value)
+    return value
+
+
 def rewrite_resize(model: ir.Model) -> int:
     """Resize coordinate modes the parser rejects replaced by accepted ones that map every
     output pixel to the same input coordinate; antialias dropped where no axis shrinks."""
@@ -657,6 +732,15 @@ def rewrite_resize(model: ir.Model) -> int:
                     node.attributes.pop("extrapolation_value", None)
                     node.replace_input_with(1, None)
                 changed += 1
+        axes = _attr(node, "axes")
+        geometry = _resize_geometry(node)
+        if axes is not None and geometry is not None and len(node.inputs) > 2 and \
+                _const(node.inputs[2]) is not None:
+            full = np.asarray(geometry[2], np.float32)
+            node.replace_input_with(2, _initializer(model, f"{node.name or 'resize'}_scales",
+                                                    full))
+            node.attributes.pop("axes")
+            changed += 1
         if _attr(node, "antialias", 0) and _resize_never_shrinks(node):
             node.attributes["antialias"] = ir.AttrInt64("antialias", 0)
             changed += 1

@@ -146,6 +146,21 @@ def test_clean_model_has_no_findings(tmp_path, sample_onnx):
            [numpy_helper.from_array(np.array([0], np.int64), "zero"),
             numpy_helper.from_array(np.array([1], np.int64), "one")], opset=18),
      "TRT030", "rsum", "error"),
+    (model([helper.make_node("Attention", ["q", "k", "v", "", "pk", "pv"], ["y", "prk", "prv"],
+                             name="att")],
+           [vi(n, [1, 2, 4, 8]) for n in ("q", "k", "v", "pk", "pv")],
+           [vi("y", [1, 2, 4, 8]), vi("prk", [1, 2, 8, 8]), vi("prv", [1, 2, 8, 8])],
+           opset=23), "TRT058", "att", "error"),
+    (model([helper.make_node("TensorScatter", ["c", "u"], ["y"], name="ts")],
+           [vi("c", [1, 8, 4]), vi("u", [1, 2, 4])], [vi("y", [1, 8, 4])], opset=24),
+     "TRT059", "ts", "error"),
+    (model([helper.make_node("GridSample", ["x", "g"], ["y"], name="gs5")],
+           [vi("x", [1, 1, 2, 4, 4]), vi("g", [1, 2, 4, 4, 3])], [vi("y", [1, 1, 2, 4, 4])],
+           opset=20), "TRT044", "gs5", "error"),
+    (model([helper.make_node("Resize", ["x", "", "s"], ["y"], axes=[2, 3], name="rax")],
+           [vi("x", [1, 1, 4, 4])], [vi("y", [1, 1, 8, 8])],
+           [numpy_helper.from_array(np.array([2, 2], np.float32), "s")], opset=18),
+     "TRT050", "rax", "error"),
     (model([helper.make_node("Cast", ["x"], ["c"], to=TensorProto.FLOAT8E5M2, name="to85"),
             helper.make_node("Cast", ["c"], ["y"], to=F, name="back")],
            [vi("x", [2])], [vi("y", [2])], opset=19), "TRT020", "to85", "error"),
@@ -451,3 +466,32 @@ def test_resize_antialias_is_dropped_when_nothing_shrinks(tmp_path):
                      scales=np.array([1, 1, 0.5, 0.5], np.float32), opset=18)
     hits = [f for f in findings_of(tmp_path, shrink) if (f.code, f.node) == ("TRT050", "rs")]
     assert hits and not hits[0].fixable
+
+
+def test_resize_axes_become_a_scale_for_every_axis(tmp_path):
+    proto = _resize({"mode": "linear", "axes": [3, 2]}, [1, 2, 4, 5], [1, 2, 12, 10],
+                    scales=np.array([2, 3], np.float32), opset=18)
+    fixed = _fixed_and_equal(tmp_path, proto, "TRT050", "rs")
+    attrs, inputs = _only(fixed, "Resize")
+    assert "axes" not in attrs
+    (scales,) = [t for t in fixed.graph.initializer if t.name == inputs[2]]
+    np.testing.assert_array_equal(numpy_helper.to_array(scales), [1, 1, 3, 2])
+
+
+def test_weights_over_2_gb_need_external_data(tmp_path):
+    import onnx_ir as ir
+
+    # 600M floats (2.4 GB) that are never read: the check only adds up their sizes
+    big = ir.ExternalTensor("absent.bin", 0, 2_400_000_000, ir.DataType.FLOAT,
+                            shape=ir.Shape([600_000_000]), name="w")
+    w = ir.Value(name="w", type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([600_000_000]),
+                 const_value=big)
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([600_000_000]))
+    add = ir.Node("", "Add", [x, w], name="add")
+    add.outputs[0].name = "y"
+    graph = ir.Graph([x], [add.outputs[0]], nodes=[add], initializers=[w],
+                     opset_imports={"": 17})
+    m = ir.Model(graph, ir_version=8)
+    hits = [f for f in check(m, "10.15", external_data=False) if f.code == "TRT070"]
+    assert hits and hits[0].severity == "error" and hits[0].fixable
+    assert not [f for f in check(m, "10.15") if f.code == "TRT070"]  # external data: fine
