@@ -83,3 +83,146 @@ def test_sidecar_profile_is_read_back(tmp_path):
     assert read_profile(str(side)) == {"x": ([1, 3], [4, 3], [8, 3])}
     assert default_sidecar("a/m.onnx") == "a/m.trt.json"
     assert default_output("a/m.onnx") == "a/m.engine"
+
+
+class _FakeTensorRT:
+    """Just enough of the tensorrt package's builder API to record what build-engine asks of
+    it: which profile, which flags (the real package is exercised by test_tensorrt_gpu.py)."""
+
+    def __init__(self, version="10.15.1", fp16=True, parses=True, gpu=True):
+        import types
+
+        self.__version__ = version
+        self.calls = []
+        fake = self
+
+        class Severity:
+            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+        class ILogger:
+            def __init__(self):
+                pass
+
+        ILogger.Severity = Severity
+        self.ILogger = ILogger
+        self.BuilderFlag = types.SimpleNamespace(**({"FP16": "fp16"} if fp16 else {}))
+        self.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0)
+
+        class Tensor:
+            def __init__(self, name, shape):
+                self.name, self.shape = name, shape
+
+        class Network:
+            num_inputs = 1
+
+            def get_input(self, i):
+                return Tensor("image", (-1, 3, 32, 32))
+
+        class Error:
+            def desc(self):
+                return "No importer registered for op: Det"
+
+            def node_name(self):
+                return "det"
+
+            def node_operator(self):
+                return "Det"
+
+        class Parser:
+            num_errors = 0 if parses else 1
+
+            def __init__(self, network, logger):
+                self.logger = logger
+
+            def parse_from_file(self, path):
+                fake.calls.append(("parse", path))
+                return parses
+
+            def get_error(self, i):
+                return Error()
+
+        class Profile:
+            def set_shape(self, name, lo, opt, hi):
+                fake.calls.append(("profile", name, list(lo), list(opt), list(hi)))
+
+        class Config:
+            def add_optimization_profile(self, p):
+                pass
+
+            def set_flag(self, flag):
+                fake.calls.append(("flag", flag))
+
+        class Builder:
+            def __init__(self, logger):
+                if not gpu:
+                    logger.log(Severity.ERROR, "CUDA initialization failure with error: 35")
+                    raise TypeError("pybind11::init(): factory function returned nullptr")
+
+            def create_network(self, flags):
+                fake.calls.append(("flags", flags))
+                return Network()
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                return b"engine-bytes"
+
+        self.Builder, self.OnnxParser = Builder, Parser
+
+
+def _build(monkeypatch, fake, *args, **kwargs):
+    from modelport.exporters.tensorrt_engine import build_engine
+
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    return build_engine(*args, **kwargs)
+
+
+def test_build_engine_takes_the_profile_from_the_sidecar_then_the_ranges(tmp_path, sample_onnx,
+                                                                         monkeypatch):
+    from modelport.exporters.tensorrt import parse_ranges
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(sample_onnx.read_bytes())
+    (tmp_path / "m.trt.json").write_text(json.dumps({"profile": {"image": {
+        "min": [1, 3, 32, 32], "opt": [2, 3, 32, 32], "max": [4, 3, 32, 32]}}}))
+    fake = _FakeTensorRT()
+    result = _build(monkeypatch, fake, str(model))
+    assert ("profile", "image", [1, 3, 32, 32], [2, 3, 32, 32], [4, 3, 32, 32]) in fake.calls
+    assert (tmp_path / "m.engine").read_bytes() == b"engine-bytes"
+    assert result.profile_source.endswith("m.trt.json") and not result.notes
+    assert ("flags", 0) in fake.calls and not any(c[0] == "flag" for c in fake.calls)
+
+    fake = _FakeTensorRT(version="8.6.1")  # explicit batch is a flag before 10
+    ranges = parse_ranges(("image:2,3,32,32/8,3,32,32/16,3,32,32",))
+    result = _build(monkeypatch, fake, str(model), str(tmp_path / "r.engine"), ranges=ranges,
+                    fp16=True)
+    assert ("profile", "image", [2, 3, 32, 32], [8, 3, 32, 32], [16, 3, 32, 32]) in fake.calls
+    assert ("flags", 1) in fake.calls and ("flag", "fp16") in fake.calls
+
+    (tmp_path / "m.trt.json").unlink()
+    fake = _FakeTensorRT()
+    result = _build(monkeypatch, fake, str(model), str(tmp_path / "d.engine"))
+    assert ("profile", "image", [1, 3, 32, 32], [1, 3, 32, 32], [32, 3, 32, 32]) in fake.calls
+    assert result.profile_source == "defaults" and result.notes
+
+
+@pytest.mark.parametrize("fake,args,words", [
+    (dict(version="11.2.1", fp16=False), {"fp16": True}, ["--fp16", "11.2.1"]),
+    (dict(parses=False), {}, ["node 'det' (Det)", "No importer registered"]),
+    (dict(gpu=False), {}, ["no usable NVIDIA GPU", "CUDA initialization failure"]),
+    (dict(), {"ranges": {"other": ([1], [1], [1])}}, ["other", "image"]),
+])
+def test_build_engine_refusals_are_one_line(tmp_path, sample_onnx, monkeypatch, fake, args,
+                                            words):
+    from modelport.errors import ModelportError
+
+    with pytest.raises(ModelportError) as err:
+        _build(monkeypatch, _FakeTensorRT(**fake), str(sample_onnx), str(tmp_path / "x.engine"),
+               **args)
+    message = str(err.value)
+    assert "\n" not in message and all(w in message for w in words), message
+    assert not (tmp_path / "x.engine").exists()
