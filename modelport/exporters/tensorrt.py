@@ -130,9 +130,6 @@ class Target:
     def major(self) -> int:
         return _key(self.version)[0]
 
-    def at_least(self, version: str) -> bool:
-        return _key(self.version) >= _key(version)
-
 
 @functools.cache
 def _table(version: str) -> dict[str, Any]:
@@ -169,7 +166,8 @@ def parse_target(text: str) -> Target:
             f"{', '.join(known)} (TensorRT 11's table is not in any source this project can "
             "read; see docs/tensorrt.md)")
     older = [v for v in same if _key(v) <= want] if len(want) > 1 else same
-    return Target((older or same[:1])[-1], _table((older or same[:1])[-1]))
+    chosen = (older or same[:1])[-1]
+    return Target(chosen, _table(chosen))
 
 
 def _all_nodes(graph: ir.Graph) -> Iterator[ir.Node]:
