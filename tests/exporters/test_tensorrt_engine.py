@@ -226,3 +226,26 @@ def test_build_engine_refusals_are_one_line(tmp_path, sample_onnx, monkeypatch, 
     message = str(err.value)
     assert "\n" not in message and all(w in message for w in words), message
     assert not (tmp_path / "x.engine").exists()
+
+
+# onnxruntime lists the provider (as onnxruntime-gpu does) but cannot start it (as when
+# TensorRT's libraries are missing): the session comes up on the next provider
+LISTED_BUT_BROKEN = (
+    "import onnxruntime\n"
+    "onnxruntime.get_available_providers = lambda: ['TensorrtExecutionProvider', "
+    "'CUDAExecutionProvider', 'CPUExecutionProvider']\n")
+
+
+@pytest.mark.parametrize("device", ["tensorrt", "cuda"])
+def test_device_whose_provider_does_not_start_is_refused_not_replaced(tmp_path, sample_onnx,
+                                                                      device):
+    """Verifying on another provider than the one asked for would be a PASS for the wrong
+    device: one line, exit 2, nothing on stdout (no onnxruntime fallback banner)."""
+    out = tmp_path / "out.onnx"
+    r = run(LISTED_BUT_BROKEN, "convert", sample_onnx, "-o", out, "--verify", "--device",
+            device, "--json")
+    line = one_line_error(r)
+    assert f"--device {device}" in line and "did not start" in line
+    assert "CPUExecutionProvider" in line
+    assert "EP Error" not in r.stdout
+    assert not out.exists()
