@@ -1,12 +1,27 @@
 """Spelled-out chains recognised as standard ONNX operators (default domain only, so that
-TensorRT and every runtime take them; never ``com.microsoft`` ops).
+TensorRT and every runtime take them; never ``com.microsoft`` ops). Each fires only where the
+graph's opset, and the ``--opset`` it will be written at, both have the operator; below that
+the chain is left as it is.
 
-- LayerNormalization (graphs at opset >= 18, where ReduceMean takes its axes as an input),
-  by onnxscript's own fusion rules
+- LayerNormalization (opset >= 17), by onnxscript's own fusion rules
   (``onnxscript.rewriter.rules.fusion._layer_norm``)::
 
       d = x - ReduceMean(x, [-1]);  v = ReduceMean(d * d | Pow(d, 2), [-1])
       y = d / Sqrt(v + eps) * scale [+ bias]        ->  LayerNormalization(x, scale[, bias])
+
+  onnxscript's rules match ReduceMean in its opset-18 form (axes as the input ``[-1]``). The
+  pass first brings every single-axis ReduceMean over the last axis into that form: an
+  ``axes`` attribute (opsets 17 and older) or a positive last axis (``[rank - 1]``) becomes
+  the input ``[-1]``; at opset 17 the ReduceMeans that no rule consumed are put back in the
+  attribute form afterwards.
+
+- RMSNormalization (opset >= 23), onnxscript's rule (``..fusion._rms_normalization``, which
+  emits the standard operator) for ``x * Reciprocal(Sqrt(ReduceMean(Pow(x, 2)) + eps))``, and
+  this module's variant of it for the other spellings::
+
+      ms = ReduceMean(Pow(x, 2) | x * x, [-1]) + eps
+      y = scale * (x * Reciprocal(Sqrt(ms)) | x / Sqrt(ms) | x * Pow(ms, -0.5))
+                                                    ->  RMSNormalization(x, scale)
 
 - GELU (opset >= 20 ``Gelu``; below that the chain is kept as it is). onnxscript's GELU
   rules emit the ``com.microsoft`` Gelu/FastGelu, so these rules are this project's::
@@ -16,17 +31,27 @@ TensorRT and every runtime take them; never ``com.microsoft`` ops).
 
   with the multiplications in any order, ``x * (1/sqrt(2))`` for the division, and
   ``x * x * x`` for ``Pow(x, 3)``.
+
+- SiLU/Swish (opset 24), HardSwish (14) and Mish (18): :mod:`.activations`.
+- Scaled dot-product attention blocks, opset 23 ``Attention``: :mod:`.attention`.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter.rules.fusion._layer_norm import LayerNormBiasFusion, LayerNormFusion
+from onnxscript.rewriter.rules.fusion._rms_normalization import RmsNormFusion
 
+from modelport.graph_ir.passes import activations, attention
 from modelport.graph_ir.passes.manager import TARGET_OPSET_KEY, register_pass
+
+LAYER_NORM_OPSET = 17
+RMS_NORM_OPSET = 23
+GELU_OPSET = 20
 
 _SQRT2 = math.sqrt(2.0)
 _SQRT_2_PI = math.sqrt(2.0 / math.pi)
@@ -115,13 +140,111 @@ class _CheckedLayerNormBias(LayerNormBiasFusion):
         return result
 
 
+class _CheckedRmsNorm(RmsNormFusion):
+    """onnxscript's rule, also checking the scale's shape (as for LayerNormalization)."""
+
+    def check(self, op, x, scale, epsilon, compute_dtype, target_dtype, **kw):
+        result = super().check(op, x=x, scale=scale, epsilon=epsilon,
+                               compute_dtype=compute_dtype, target_dtype=target_dtype, **kw)
+        if result and not _last_axis_only(scale, x):
+            return result.fail("scale does not run along the last axis only")
+        return result
+
+
+class _RmsNormVariants(_CheckedRmsNorm):
+    """The spellings onnxscript's pattern does not take: ``x * x`` for the square, and
+    ``x / Sqrt(ms)`` or ``x * Pow(ms, -0.5)`` for ``x * Reciprocal(Sqrt(ms))``."""
+
+    def pattern(self, op, x, scale, epsilon, compute_dtype, target_dtype):
+        x = pattern.OrValue([op.Cast(x, to=compute_dtype), x])
+        square = pattern.OrValue([op.Mul(x, x), op.Pow(x, 2.0)])
+        mean_square = op.ReduceMean(square, [-1], keepdims=1, noop_with_empty_axes=0)
+        ms = op.Add(mean_square, epsilon)
+        normalized = pattern.OrValue([
+            op.Div(x, op.Sqrt(ms)),
+            op.Mul(x, op.Pow(ms, -0.5)),
+            op.Mul(op.Pow(ms, -0.5), x),
+            op.Mul(x, op.Reciprocal(op.Sqrt(ms))),
+            op.Mul(op.Reciprocal(op.Sqrt(ms)), x),
+        ])
+        normalized = pattern.OrValue([op.Cast(normalized, to=target_dtype), normalized])
+        if self._mul_order:
+            return op.Mul(normalized, scale)
+        return op.Mul(scale, normalized)
+
+
 GELU_RULES = pattern.RewriteRuleSet(_rules(), commute=True)
 LAYER_NORM_RULES = pattern.RewriteRuleSet(
     [_CheckedLayerNorm.rule(), _CheckedLayerNormBias.rule()], commute=True)
+RMS_NORM_RULES = pattern.RewriteRuleSet([
+    _CheckedRmsNorm.rule("RmsNorm", mul_order=True),
+    _CheckedRmsNorm.rule("RmsNormScaleFirst", mul_order=False),
+    _RmsNormVariants.rule("RmsNormVariants", mul_order=True),
+    _RmsNormVariants.rule("RmsNormVariantsScaleFirst", mul_order=False),
+])  # no commute: onnxscript cannot commute these OrValue patterns; both orders are spelled
+
+
+def _is_default(node: ir.Node) -> bool:
+    return node.domain in ("", "ai.onnx")
+
+
+def _last_axis_reduce_means(model: ir.Model, opset: int) -> tuple[list[ir.Node], ir.Value]:
+    """Bring each single-axis ReduceMean over the last axis (of the main graph) into the form
+    onnxscript's rules match: axes the input ``[-1]``, keepdims and noop_with_empty_axes
+    spelled out. Returns the nodes changed from the attribute form (opset < 18), to be put
+    back afterwards, and the ``[-1]`` initializer."""
+    graph = model.graph
+    name = "modelport_last_axis"
+    while name in graph.initializers:
+        name += "_"
+    minus_one = ir.Value(name=name, shape=ir.Shape([1]), type=ir.TensorType(ir.DataType.INT64),
+                         const_value=ir.tensor(np.array([-1], np.int64), name=name))
+    changed = []
+    for node in graph:
+        if node.op_type != "ReduceMean" or not _is_default(node) or not node.inputs:
+            continue
+        node.attributes.setdefault("keepdims", ir.AttrInt64("keepdims", 1))
+        x = node.inputs[0]
+        rank = len(x.shape) if x is not None and x.shape is not None else None
+        if opset < 18:
+            axes = node.attributes.get("axes")
+            axes = list(axes.as_ints()) if axes is not None else None
+        else:
+            node.attributes.setdefault("noop_with_empty_axes",
+                                       ir.AttrInt64("noop_with_empty_axes", 0))
+            a = node.inputs[1] if len(node.inputs) > 1 else None
+            axes = (a.const_value.numpy().reshape(-1).tolist()
+                    if a is not None and a.const_value is not None else None)
+            if axes == [-1]:
+                continue
+        if axes is None or len(axes) != 1 or rank is None or axes[0] not in (-1, rank - 1):
+            continue
+        if minus_one.graph is None:
+            graph.register_initializer(minus_one)
+        if opset < 18:
+            del node.attributes["axes"]
+            node.attributes["noop_with_empty_axes"] = ir.AttrInt64("noop_with_empty_axes", 0)
+            node.resize_inputs(2)
+            changed.append(node)
+        node.replace_input_with(1, minus_one)
+    return changed, minus_one
+
+
+def _restore_attribute_form(nodes: list[ir.Node], minus_one: ir.Value) -> None:
+    for node in nodes:
+        if node.graph is None:  # consumed by a rewrite
+            continue
+        node.replace_input_with(1, None)
+        node.resize_inputs(1)
+        node.attributes.pop("noop_with_empty_axes", None)
+        node.attributes["axes"] = ir.AttrInt64s("axes", [-1])
+    if minus_one.graph is not None and not minus_one.uses():
+        minus_one.graph.initializers.pop(minus_one.name)
 
 
 class StandardPatternsPass(ir.passes.InPlacePass):
-    """LayerNormalization (opset >= 17) and Gelu (opset >= 20) from their spelled-out chains."""
+    """LayerNormalization (opset >= 17), Gelu (20), RMSNormalization and Attention (23),
+    HardSwish (14), Mish (18) and Swish (24) from their spelled-out chains."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -133,17 +256,19 @@ class StandardPatternsPass(ir.passes.InPlacePass):
         target = model.meta.get(TARGET_OPSET_KEY)
         if target is not None:  # the exporter converts to this opset afterwards
             opset = min(opset, target)
-        ops = {n.op_type for n in model.graph.all_nodes() if n.domain in ("", "ai.onnx")}
-        if opset >= 18 and {"ReduceMean", "Sqrt"} <= ops:
-            # the rules match ReduceMean with axes as an input (opset 18) and an explicit
-            # keepdims; spell out the default where it is implicit
-            for node in model.graph.all_nodes():
-                if node.op_type == "ReduceMean" and node.domain in ("", "ai.onnx") and (
-                        "keepdims" not in node.attributes):
-                    node.attributes["keepdims"] = ir.AttrInt64("keepdims", 1)
-            self.rewrites += LAYER_NORM_RULES.apply_to_model(model)
-        if opset >= 20 and ("Erf" in ops or "Tanh" in ops):
+        ops = {n.op_type for n in model.graph.all_nodes() if _is_default(n)}
+        if opset >= LAYER_NORM_OPSET and "ReduceMean" in ops and ("Sqrt" in ops or "Pow" in ops):
+            attribute_form, minus_one = _last_axis_reduce_means(model, opset)
+            try:
+                self.rewrites += LAYER_NORM_RULES.apply_to_model(model)
+                if opset >= RMS_NORM_OPSET:
+                    self.rewrites += RMS_NORM_RULES.apply_to_model(model)
+            finally:
+                _restore_attribute_form(attribute_form, minus_one)
+        if opset >= GELU_OPSET and ("Erf" in ops or "Tanh" in ops):
             self.rewrites += GELU_RULES.apply_to_model(model)
+        self.rewrites += activations.apply(model, opset, ops)
+        self.rewrites += attention.apply(model, opset, ops)
         return ir.passes.PassResult(model, self.rewrites > 0)
 
 

@@ -1,0 +1,208 @@
+"""Element-wise activations spelled out as chains, recognised as standard ONNX operators
+(default domain only), each where the target opset has the operator; below that opset the
+chain is left as it is (the canonical spelling that runtimes' own fusions look for).
+
+- SiLU / Swish, opset >= 24 ``Swish`` (ONNX has no SiLU or Swish operator before opset 24,
+  so at opsets 17-23 ``x * Sigmoid(x)`` is kept: it *is* the canonical form there)::
+
+      x * Sigmoid(x)            ->  Swish(x)
+      x * Sigmoid(beta * x)     ->  Swish(x, alpha=beta)      (beta a scalar constant)
+
+- HardSwish, opset >= 14 ``HardSwish``. onnxscript's rules (run at -O2 by :mod:`.fusions`)
+  take ``Clip(x + 3, 0, 6) * x / 6`` and ``x * HardSigmoid(x)``; these add the spellings they
+  miss, with the division written as a multiplication by 1/6 (Keras' and TensorFlow's
+  ``x * relu6(x + 3) * (1/6)``) in any association order, and ReLU6 written as
+  ``Min(Relu(y), 6)`` (``Min``/``Max`` pairs already become ``Clip`` at -O1)::
+
+      Min(Relu(y), c)                               ->  Clip(y, 0, c)        (c >= 0, any opset)
+      Clip(x + 3, 0, 6) * (1/6)                     ->  HardSigmoid(x, 1/6, 0.5)  (any opset)
+      x * Clip(x + 3, 0, 6) * (1/6)                 ->  HardSwish(x)
+      x * HardSigmoid(x, alpha=1/6, beta=0.5)       ->  HardSwish(x)         (onnxscript's rule)
+
+- Mish, opset >= 18 ``Mish``::
+
+      x * Tanh(Softplus(x))                         ->  Mish(x)
+      x * Tanh(Log(Exp(x) + 1))                     ->  Mish(x)
+
+  (for x below about -17 the spelled-out ``Log(1 + Exp(x))`` rounds to 0 where Mish gives
+  ``x * exp(x)``, under 1e-6: the difference is within float32 noise.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import _ir_utils, pattern
+from onnxscript.rewriter.rules.common._fuse_hardswish import HardSwishFusionFromHardSigmoid
+
+SWISH_OPSET = 24
+HARDSWISH_OPSET = 14
+MISH_OPSET = 18
+
+_SIXTH = 1.0 / 6.0
+
+
+def _is(value, expected: float, rtol: float = 1e-4) -> bool:
+    v = _ir_utils.get_singleton_value(value)
+    return isinstance(v, (int, float)) and abs(v - expected) <= rtol * abs(expected)
+
+
+# -- SiLU / Swish ------------------------------------------------------------------------------
+
+def _silu(op, x):
+    return op.Mul(x, op.Sigmoid(x))
+
+
+def _swish(op, x):
+    return op.Swish(x)
+
+
+def _silu_beta(op, x, beta):
+    return op.Mul(x, op.Sigmoid(op.Mul(x, beta)))
+
+
+def _no_broadcast(x, *constants) -> bool:
+    """None of ``constants`` has more dims than ``x`` (so the op keeps x's shape)."""
+    return x.shape is not None and all(
+        c.shape is not None and len(c.shape) <= len(x.shape) for c in constants)
+
+
+def _beta_is_scalar(context, x, beta):
+    result = pattern.MatchResult()
+    if not isinstance(_ir_utils.get_singleton_value(beta), float):
+        return result.fail("beta is not a constant float scalar", beta)
+    if not _no_broadcast(x, beta):
+        return result.fail("beta broadcasts x up", beta)
+    return result
+
+
+def _swish_beta(op, x, beta):
+    return op.Swish(x, alpha=float(_ir_utils.get_singleton_value(beta)))
+
+
+SWISH_RULES = pattern.RewriteRuleSet([
+    pattern.RewriteRule(_silu, _swish, name="SiLU"),
+    pattern.RewriteRule(_silu_beta, _swish_beta, _beta_is_scalar, name="SwishBeta"),
+], commute=True)
+
+
+# -- HardSwish ---------------------------------------------------------------------------------
+
+def _relu_min(op, y, c):
+    return op.Min(op.Relu(y), c)
+
+
+def _relu_min_check(context, y, c):
+    result = pattern.MatchResult()
+    v = _ir_utils.get_singleton_value(c)
+    if not isinstance(v, float) or v < 0:
+        return result.fail("the Min bound is not a non-negative float scalar", c)
+    if not _no_broadcast(y, c):  # Clip's bounds are scalars; Min could broadcast y up
+        return result.fail("the Min bound broadcasts y up", c)
+    return result
+
+
+def _relu_min_clip(op, y, c):
+    v = float(_ir_utils.get_singleton_value(c))
+    dtype = y.dtype
+    zero = op.Constant(value=_scalar(0.0, dtype))
+    return op.Clip(y, zero, op.Constant(value=_scalar(v, dtype)))
+
+
+def _scalar(v: float, dtype):
+    np_dtype = dtype.numpy() if dtype is not None else np.float32
+    return ir.tensor(np.array(v, dtype=np_dtype))
+
+
+def _hard_sigmoid_mul(op, x, bias, lo, hi, sixth):
+    return op.Mul(op.Clip(op.Add(x, bias), lo, hi), sixth)
+
+
+def _relu6_constants(context, x, bias, lo, hi, sixth, **_):
+    result = pattern.MatchResult()
+    for value, want, what in ((bias, 3.0, "bias"), (lo, 0.0, "Clip min"), (hi, 6.0, "Clip max"),
+                              (sixth, _SIXTH, "scale")):
+        if want == 0.0:
+            ok = _ir_utils.get_singleton_value(value) == 0.0
+        else:
+            ok = _is(value, want)
+        if not ok:
+            return result.fail(f"{what} is not {want}", value)
+    if not _no_broadcast(x, bias, lo, hi, sixth):
+        return result.fail("a constant broadcasts x up")
+    return result
+
+
+def _hard_sigmoid(op, x, **_):
+    return op.HardSigmoid(x, alpha=_SIXTH, beta=0.5)
+
+
+def _hard_swish_mul_outer(op, x, bias, lo, hi, sixth):
+    return op.Mul(op.Mul(x, op.Clip(op.Add(x, bias), lo, hi)), sixth)
+
+
+def _hard_swish_sixth_x(op, x, bias, lo, hi, sixth):
+    return op.Mul(op.Mul(x, sixth), op.Clip(op.Add(x, bias), lo, hi))
+
+
+def _hard_swish(op, x, **_):
+    return op.HardSwish(x)
+
+
+RELU6_RULES = pattern.RewriteRuleSet([
+    pattern.RewriteRule(_relu_min, _relu_min_clip, _relu_min_check, name="ReluMinToClip"),
+    pattern.RewriteRule(_hard_sigmoid_mul, _hard_sigmoid, _relu6_constants,
+                        name="HardSigmoidMul"),
+], commute=True)
+
+HARDSWISH_RULES = pattern.RewriteRuleSet([
+    pattern.RewriteRule(_hard_swish_mul_outer, _hard_swish, _relu6_constants,
+                        name="HardSwishMulSixth"),
+    pattern.RewriteRule(_hard_swish_sixth_x, _hard_swish, _relu6_constants,
+                        name="HardSwishSixthX"),
+    HardSwishFusionFromHardSigmoid().rule(),
+], commute=True)
+
+
+# -- Mish --------------------------------------------------------------------------------------
+
+def _mish_softplus(op, x):
+    return op.Mul(x, op.Tanh(op.Softplus(x)))
+
+
+def _mish_log_exp(op, x, one):
+    return op.Mul(x, op.Tanh(op.Log(op.Add(op.Exp(x), one))))
+
+
+def _one_is_one(context, x, one):
+    result = pattern.MatchResult()
+    if _ir_utils.get_singleton_value(one) != 1.0:
+        return result.fail("not 1", one)
+    if not _no_broadcast(x, one):
+        return result.fail("the constant broadcasts x up")
+    return result
+
+
+def _mish(op, x, **_):
+    return op.Mish(x)
+
+
+MISH_RULES = pattern.RewriteRuleSet([
+    pattern.RewriteRule(_mish_softplus, _mish, name="MishSoftplus"),
+    pattern.RewriteRule(_mish_log_exp, _mish, _one_is_one, name="MishLogExp"),
+], commute=True)
+
+
+def apply(model, opset: int, ops: set[str]) -> int:
+    """Apply the rules the opset allows and the graph's operators can match; rewrites done."""
+    count = 0
+    if {"Min", "Relu"} <= ops or "Clip" in ops:
+        count += RELU6_RULES.apply_to_model(model)
+        ops = ops | {"Clip", "HardSigmoid"}
+    if opset >= HARDSWISH_OPSET and ("Clip" in ops or "HardSigmoid" in ops):
+        count += HARDSWISH_RULES.apply_to_model(model)
+    if opset >= MISH_OPSET and "Tanh" in ops:
+        count += MISH_RULES.apply_to_model(model)
+    if opset >= SWISH_OPSET and "Sigmoid" in ops:
+        count += SWISH_RULES.apply_to_model(model)
+    return count
