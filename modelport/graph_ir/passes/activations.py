@@ -8,16 +8,18 @@ chain is left as it is (the canonical spelling that runtimes' own fusions look f
       x * Sigmoid(x)            ->  Swish(x)
       x * Sigmoid(beta * x)     ->  Swish(x, alpha=beta)      (beta a scalar constant)
 
-- HardSwish, opset >= 14 ``HardSwish``. onnxscript's rules (run at -O2 by :mod:`.fusions`)
-  take ``Clip(x + 3, 0, 6) * x / 6`` and ``x * HardSigmoid(x)``; these add the spellings they
-  miss, with the division written as a multiplication by 1/6 (Keras' and TensorFlow's
+- HardSwish, opset >= 14 ``HardSwish``: onnxscript's rules
+  (``onnxscript.rewriter.rules.common._fuse_hardswish``: ``Clip(x + 3, 0, 6) * x / 6``,
+  ``Clip(x + 3, 0, 6) / 6``, ``x * HardSigmoid(x)``), which do not look at the opset (so they
+  run here, where it is checked), and this module's rules for the spellings they miss: the
+  division written as a multiplication by 1/6 (Keras' and TensorFlow's
   ``x * relu6(x + 3) * (1/6)``) in any association order, and ReLU6 written as
   ``Min(Relu(y), 6)`` (``Min``/``Max`` pairs already become ``Clip`` at -O1)::
 
       Min(Relu(y), c)                               ->  Clip(y, 0, c)        (c >= 0, any opset)
-      Clip(x + 3, 0, 6) * (1/6)                     ->  HardSigmoid(x, 1/6, 0.5)  (any opset)
-      x * Clip(x + 3, 0, 6) * (1/6)                 ->  HardSwish(x)
-      x * HardSigmoid(x, alpha=1/6, beta=0.5)       ->  HardSwish(x)         (onnxscript's rule)
+      Clip(x + 3, 0, 6) * (1/6) | / 6               ->  HardSigmoid(x, 1/6, 0.5)  (any opset)
+      x * Clip(x + 3, 0, 6) * (1/6) | / 6           ->  HardSwish(x)
+      x * HardSigmoid(x, alpha=1/6, beta=0.5)       ->  HardSwish(x)
 
 - Mish, opset >= 18 ``Mish``::
 
@@ -33,7 +35,11 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import _ir_utils, pattern
-from onnxscript.rewriter.rules.common._fuse_hardswish import HardSwishFusionFromHardSigmoid
+from onnxscript.rewriter.rules.common._fuse_hardswish import (
+    HardSigmoidFusion,
+    HardSwishFusion,
+    HardSwishFusionFromHardSigmoid,
+)
 
 SWISH_OPSET = 24
 HARDSWISH_OPSET = 14
@@ -153,6 +159,7 @@ RELU6_RULES = pattern.RewriteRuleSet([
     pattern.RewriteRule(_relu_min, _relu_min_clip, _relu_min_check, name="ReluMinToClip"),
     pattern.RewriteRule(_hard_sigmoid_mul, _hard_sigmoid, _relu6_constants,
                         name="HardSigmoidMul"),
+    HardSigmoidFusion().rule(),
 ], commute=True)
 
 HARDSWISH_RULES = pattern.RewriteRuleSet([
@@ -160,6 +167,7 @@ HARDSWISH_RULES = pattern.RewriteRuleSet([
                         name="HardSwishMulSixth"),
     pattern.RewriteRule(_hard_swish_sixth_x, _hard_swish, _relu6_constants,
                         name="HardSwishSixthX"),
+    HardSwishFusion().rule(),
     HardSwishFusionFromHardSigmoid().rule(),
 ], commute=True)
 
