@@ -2,8 +2,11 @@
 (default domain only), each where the target opset has the operator; below that opset the
 chain is left as it is (the canonical spelling that runtimes' own fusions look for).
 
-- SiLU / Swish, opset >= 24 ``Swish`` (ONNX has no SiLU or Swish operator before opset 24,
-  so at opsets 17-23 ``x * Sigmoid(x)`` is kept: it *is* the canonical form there)::
+- SiLU / Swish, opset 24 ``Swish``. ONNX has no SiLU or Swish operator before opset 24, so
+  below it ``x * Sigmoid(x)`` is kept: it *is* the canonical form there. Above 24 too:
+  onnxruntime (1.32) registers its Swish kernel for opset 24 alone, and a model at opset 25
+  or later that holds a Swish fails to load in it (measured; the ONNX backend suite's
+  ``causal_conv_with_state_swish_alias_expanded``, at opset 27, found it)::
 
       x * Sigmoid(x)            ->  Swish(x)
       x * Sigmoid(beta * x)     ->  Swish(x, alpha=beta)      (beta a scalar constant)
@@ -41,7 +44,7 @@ from onnxscript.rewriter.rules.common._fuse_hardswish import (
     HardSwishFusionFromHardSigmoid,
 )
 
-SWISH_OPSET = 24
+SWISH_OPSETS = range(24, 25)  # see the docstring: onnxruntime runs Swish at opset 24 only
 HARDSWISH_OPSET = 14
 MISH_OPSET = 18
 
@@ -211,6 +214,6 @@ def apply(model, opset: int, ops: set[str]) -> int:
         count += HARDSWISH_RULES.apply_to_model(model)
     if opset >= MISH_OPSET and "Tanh" in ops:
         count += MISH_RULES.apply_to_model(model)
-    if opset >= SWISH_OPSET and "Sigmoid" in ops:
+    if opset in SWISH_OPSETS and "Sigmoid" in ops:
         count += SWISH_RULES.apply_to_model(model)
     return count
