@@ -342,6 +342,10 @@ def test_hard_sigmoid_by_multiplication_and_relu6_as_min_relu(tmp_path):
     relu6 = agree(tmp_path, act_model([helper.make_node("Relu", ["x"], ["r0"]),
                                        helper.make_node("Min", ["r0", "six"], ["y"])], 18))
     assert ops(relu6) == ["Clip"]
+    # Clip's bounds are inputs from opset 11 on, and the rules write opset-13 forms
+    old = agree(tmp_path, act_model([helper.make_node("Relu", ["x"], ["r0"]),
+                                     helper.make_node("Min", ["r0", "six"], ["y"])], 12))
+    assert ops(old) == ["Relu", "Min"]
 
 
 @pytest.mark.parametrize("form", ["clip_div", "clip/sigmoid"])

@@ -19,8 +19,8 @@ chain is left as it is (the canonical spelling that runtimes' own fusions look f
   ``x * relu6(x + 3) * (1/6)``) in any association order, and ReLU6 written as
   ``Min(Relu(y), 6)`` (``Min``/``Max`` pairs already become ``Clip`` at -O1)::
 
-      Min(Relu(y), c)                               ->  Clip(y, 0, c)        (c >= 0, any opset)
-      Clip(x + 3, 0, 6) * (1/6) | / 6               ->  HardSigmoid(x, 1/6, 0.5)  (any opset)
+      Min(Relu(y), c)                               ->  Clip(y, 0, c)        (c >= 0, opset >= 13)
+      Clip(x + 3, 0, 6) * (1/6) | / 6               ->  HardSigmoid(x, 1/6, 0.5)  (opset >= 13)
       x * Clip(x + 3, 0, 6) * (1/6) | / 6           ->  HardSwish(x)
       x * HardSigmoid(x, alpha=1/6, beta=0.5)       ->  HardSwish(x)
 
@@ -46,6 +46,9 @@ from onnxscript.rewriter.rules.common._fuse_hardswish import (
 
 SWISH_OPSETS = range(24, 25)  # see the docstring: onnxruntime runs Swish at opset 24 only
 HARDSWISH_OPSET = 14
+# Clip's bounds became inputs at opset 11; onnxscript's rules emit opset-13 forms (see
+# fusions.MIN_RULES_OPSET): nothing here below that
+CLIP_INPUTS_OPSET = 13
 MISH_OPSET = 18
 
 _SIXTH = 1.0 / 6.0
@@ -207,6 +210,8 @@ MISH_RULES = pattern.RewriteRuleSet([
 def apply(model, opset: int, ops: set[str]) -> int:
     """Apply the rules the opset allows and the graph's operators can match; rewrites done."""
     count = 0
+    if opset < CLIP_INPUTS_OPSET:
+        return 0
     if {"Min", "Relu"} <= ops or "Clip" in ops:
         count += RELU6_RULES.apply_to_model(model)
         ops = ops | {"Clip", "HardSigmoid"}
