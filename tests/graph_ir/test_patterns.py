@@ -169,6 +169,21 @@ def test_layer_norm_chain_at_opset_17_becomes_layer_normalization(tmp_path, axis
     assert "LayerNormalization" not in ops(optimized(proto, 1)[0])  # -O2 only
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_norm_chain_without_scale_becomes_layer_normalization(tmp_path, bias):
+    chain = [n for n in layer_norm_17_nodes("x", "y") if n.output[0] != "ns"]
+    chain[-1].input[0] = "n"  # + beta straight after the division
+    if not bias:
+        chain = chain[:-1]
+        chain[-1].output[0] = "y"
+    proto = make_model(chain, [dyn("x", ["batch", 4, 6])], [dyn("y", ["batch", 4, 6])],
+                       norm_inits(), opset=17)
+    model = agree(tmp_path, proto)
+    assert [o for o in ops(model) if o != "Constant"] == ["LayerNormalization"]
+    ln = next(n for n in model.graph if n.op_type == "LayerNormalization")
+    assert len([v for v in ln.inputs if v is not None]) == (3 if bias else 2)
+
+
 def test_opset_17_reduce_means_that_no_rule_takes_keep_their_attribute_form(tmp_path):
     nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[-1]),
              helper.make_node("Sub", ["x", "m"], ["d"]),
@@ -531,6 +546,9 @@ def pattern_graphs(draw):
                             n.input.append("axes")
                             n.attribute.append(helper.make_attribute("keepdims", 1))
                     names["axes"] = const([-1], i64)
+                if draw(st.booleans()):  # without the scale
+                    chain = [n for n in chain if n.output[0] != "ns"]
+                    chain[-1].input[0] = "n"
             else:
                 if opset < 18:
                     continue

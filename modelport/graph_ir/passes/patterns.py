@@ -8,6 +8,7 @@ the chain is left as it is.
 
       d = x - ReduceMean(x, [-1]);  v = ReduceMean(d * d | Pow(d, 2), [-1])
       y = d / Sqrt(v + eps) * scale [+ bias]        ->  LayerNormalization(x, scale[, bias])
+      y = d / Sqrt(v + eps) [+ bias]                ->  LayerNormalization(x, ones[, bias])
 
   onnxscript's rules match ReduceMean in its opset-18 form (axes as the input ``[-1]``). The
   pass first brings every single-axis ReduceMean over the last axis into that form: an
@@ -140,6 +141,36 @@ class _CheckedLayerNormBias(LayerNormBiasFusion):
         return result
 
 
+class _UnscaledLayerNorm(LayerNormFusion):
+    """The chain without the scale (``d / Sqrt(v + eps)`` [+ bias], as a LayerNorm with
+    ``scale=False`` is spelled): LayerNormalization with a scale of ones. onnxscript's
+    pattern ends in the scale's Mul, so the pattern is restated here without it; its check
+    is reused."""
+
+    def __init__(self, name: str, divide: bool):
+        super().__init__(name)
+        self._divide = divide
+
+    def pattern(self, op, x, epsilon):
+        deviation = op.Sub(x, op.ReduceMean(x, [-1], keepdims=1))
+        square = pattern.OrValue([op.Mul(deviation, deviation), op.Pow(deviation, 2)])
+        std_dev = op.Sqrt(op.Add(op.ReduceMean(square, [-1], keepdims=1), epsilon))
+        if self._divide:
+            return op.Div(deviation, std_dev)
+        return op.Mul(deviation, op.Reciprocal(std_dev))
+
+    def check(self, context, x, epsilon, **kw):
+        result = super().check(context, x=x, epsilon=epsilon, **kw)
+        if result and (x.shape is None or not len(x.shape) or not isinstance(x.shape[-1], int)):
+            return result.fail("the normalised axis' size is not known", x)
+        return result
+
+    def rewrite(self, op, x, epsilon, **_):
+        ones = ir.tensor(np.ones(x.shape[-1], x.dtype.numpy()))
+        return op.LayerNormalization(x, op.Constant(value=ones), axis=-1,
+                                     epsilon=self._epsilon, stash_type=self._stash_type)
+
+
 class _CheckedRmsNorm(RmsNormFusion):
     """onnxscript's rule, also checking the scale's shape (as for LayerNormalization)."""
 
@@ -176,6 +207,10 @@ class _RmsNormVariants(_CheckedRmsNorm):
 GELU_RULES = pattern.RewriteRuleSet(_rules(), commute=True)
 LAYER_NORM_RULES = pattern.RewriteRuleSet(
     [_CheckedLayerNorm.rule(), _CheckedLayerNormBias.rule()], commute=True)
+UNSCALED_LAYER_NORM_RULES = pattern.RewriteRuleSet([
+    _UnscaledLayerNorm.rule("LayerNormNoScaleDiv", divide=True),
+    _UnscaledLayerNorm.rule("LayerNormNoScaleReciprocal", divide=False),
+])
 RMS_NORM_RULES = pattern.RewriteRuleSet([
     _CheckedRmsNorm.rule("RmsNorm", mul_order=True),
     _CheckedRmsNorm.rule("RmsNormScaleFirst", mul_order=False),
@@ -261,6 +296,10 @@ class StandardPatternsPass(ir.passes.InPlacePass):
             attribute_form, minus_one = _last_axis_reduce_means(model, opset)
             try:
                 self.rewrites += LAYER_NORM_RULES.apply_to_model(model)
+                # after the scaled rules, which must keep their whole chains; then the
+                # bias rule again, for the unscaled ones followed by a bias
+                if UNSCALED_LAYER_NORM_RULES.apply_to_model(model):
+                    self.rewrites += 1 + LAYER_NORM_RULES.apply_to_model(model)
                 if opset >= RMS_NORM_OPSET:
                     self.rewrites += RMS_NORM_RULES.apply_to_model(model)
             finally:
