@@ -457,6 +457,22 @@ def test_attention_block_stays_intact_below_opset_23(tmp_path):
     assert "Attention" not in ops(agree(tmp_path, attention_model(23), target_opset=22))
 
 
+def test_attention_with_the_key_in_bshd_order_gets_a_transpose(tmp_path):
+    """K as [B, S, H, d], transposed straight to [B, H, d, S] for the product."""
+    nodes = attention_nodes("q", "k", "v", "y", scale="none")
+    nodes[0] = helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 3, 1])
+    proto = make_model(nodes, [dyn("q", ["batch", 2, 5, 4]), dyn("k", ["batch", 5, 2, 4]),
+                               dyn("v", ["batch", 2, 5, 4])], [dyn("y", ["batch", 2, 5, 4])],
+                       [c("zerof", 0.0)], opset=23)
+    model = agree(tmp_path, proto)
+    assert ops(model) == ["Transpose", "Attention"]
+    feeds = feeds_for(proto, 2)
+    onnx.save(ir.serde.serialize_model(model), tmp_path / "att.onnx")
+    assert_close(run_any(tmp_path / "att.onnx", feeds)["y"],
+                 np_attention(feeds["q"], feeds["k"].transpose(0, 2, 1, 3), feeds["v"],
+                              scale=1.0), RTOL, ATOL)
+
+
 def test_attention_with_a_mask_that_broadcasts_over_queries_stays(tmp_path):
     """[B, 1, 1, L] (BERT's padding mask): the spec allows it, onnxruntime refuses it."""
     proto = attention_model(23, mask=True, mask_shape=["batch", 1, 1, 5])
