@@ -383,6 +383,17 @@ def test_hardswish_is_not_made_below_opset_14(tmp_path, form):
     assert "HardSwish" not in ops(newer)
 
 
+@pytest.mark.parametrize("op,k", [("Mul", 1 / 6), ("Div", 6.0), ("Mul", 0.2)])
+def test_a_clip_from_zero_scaled_to_one_is_a_hard_sigmoid(tmp_path, op, k):
+    """The squeeze-excite gate once its + 3 went into the Conv before it."""
+    nodes = [helper.make_node("Clip", ["x", "zero", "six"], ["r"]),
+             helper.make_node(op, ["r", "k"], ["y"])]
+    proto = make_model(nodes, [dyn("x", ["batch", 3, 5])], [dyn("y", ["batch", 3, 5])],
+                       [*ACT_INITS, c("k", k)], opset=18)
+    model = agree(tmp_path, proto)
+    assert ops(model) == (["Clip", "Mul"] if k == 0.2 else ["HardSigmoid"])  # 0.2 * 6 != 1
+
+
 def test_relu6_with_other_constants_is_not_hardswish(tmp_path):
     proto = act_model(hardswish_nodes("x", "y", "clip/outer"), 18)
     for t in proto.graph.initializer:

@@ -21,6 +21,7 @@ chain is left as it is (the canonical spelling that runtimes' own fusions look f
 
       Min(Relu(y), c)                               ->  Clip(y, 0, c)        (c >= 0, opset >= 13)
       Clip(x + 3, 0, 6) * (1/6) | / 6               ->  HardSigmoid(x, 1/6, 0.5)  (opset >= 13)
+      Clip(y, 0, b) * (1/b) | / b                   ->  HardSigmoid(y, 1/b, 0)    (opset >= 13)
       x * Clip(x + 3, 0, 6) * (1/6) | / 6           ->  HardSwish(x)
       x * HardSigmoid(x, alpha=1/6, beta=0.5)       ->  HardSwish(x)
 
@@ -149,6 +150,43 @@ def _hard_sigmoid(op, x, **_):
     return op.HardSigmoid(x, alpha=_SIXTH, beta=0.5)
 
 
+def _clip_scaled(op, y, lo, hi, scale):
+    return op.Mul(op.Clip(y, lo, hi), scale)
+
+
+def _clip_divided(op, y, lo, hi, scale):
+    return op.Div(op.Clip(y, lo, hi), scale)
+
+
+def _unit_clip(divide: bool):
+    """Clip(y, 0, b) * (1/b) (or / b): HardSigmoid(y, alpha=1/b, beta=0), which is
+    max(0, min(1, y / b)). Seen where a bias ``+ 3`` was folded into the Conv before it (the
+    squeeze-excite gate of MobileNetV3)."""
+
+    def check(context, y, lo, hi, scale, **_):
+        result = pattern.MatchResult()
+        b = _ir_utils.get_singleton_value(hi)
+        k = _ir_utils.get_singleton_value(scale)
+        if _ir_utils.get_singleton_value(lo) != 0.0 or not isinstance(b, float) or b <= 0:
+            return result.fail("not a Clip from 0 to a positive bound")
+        if not isinstance(k, float) or abs((k if divide else 1 / k) - b) > 1e-5 * b:
+            return result.fail("the scale does not map the bound to 1", scale)
+        if not _no_broadcast(y, scale):
+            return result.fail("the scale broadcasts y up", scale)
+        return result
+
+    return check
+
+
+def _unit_hard_sigmoid(op, y, scale, **_):
+    k = float(_ir_utils.get_singleton_value(scale))
+    return op.HardSigmoid(y, alpha=k, beta=0.0)
+
+
+def _unit_hard_sigmoid_div(op, y, scale, **_):
+    return op.HardSigmoid(y, alpha=1.0 / float(_ir_utils.get_singleton_value(scale)), beta=0.0)
+
+
 def _hard_swish_mul_outer(op, x, bias, lo, hi, sixth):
     return op.Mul(op.Mul(x, op.Clip(op.Add(x, bias), lo, hi)), sixth)
 
@@ -166,6 +204,11 @@ RELU6_RULES = pattern.RewriteRuleSet([
     pattern.RewriteRule(_hard_sigmoid_mul, _hard_sigmoid, _relu6_constants,
                         name="HardSigmoidMul"),
     HardSigmoidFusion().rule(),
+    # after the two above, which take the Add of x + 3 along
+    pattern.RewriteRule(_clip_scaled, _unit_hard_sigmoid, _unit_clip(False),
+                        name="UnitClipMul"),
+    pattern.RewriteRule(_clip_divided, _unit_hard_sigmoid_div, _unit_clip(True),
+                        name="UnitClipDiv"),
 ], commute=True)
 
 HARDSWISH_RULES = pattern.RewriteRuleSet([

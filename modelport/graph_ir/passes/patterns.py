@@ -11,10 +11,10 @@ the chain is left as it is.
       y = d / Sqrt(v + eps) [+ bias]                ->  LayerNormalization(x, ones[, bias])
 
   onnxscript's rules match ReduceMean in its opset-18 form (axes as the input ``[-1]``). The
-  pass first brings every single-axis ReduceMean over the last axis into that form: an
-  ``axes`` attribute (opsets 17 and older) or a positive last axis (``[rank - 1]``) becomes
-  the input ``[-1]``; at opset 17 the ReduceMeans that no rule consumed are put back in the
-  attribute form afterwards.
+  pass first brings every single-axis ReduceMean over the last axis (of the main graph) into
+  that form: an ``axes`` attribute (opset 17) or a positive last axis (``[rank - 1]``)
+  becomes the input ``[-1]``; at opset 17 the ReduceMeans that no rule consumed are put back
+  in the attribute form afterwards (as ``axes=[-1]``).
 
 - RMSNormalization (opset >= 23), onnxscript's rule (``..fusion._rms_normalization``, which
   emits the standard operator) for ``x * Reciprocal(Sqrt(ReduceMean(Pow(x, 2)) + eps))``, and
