@@ -394,6 +394,29 @@ def test_a_clip_from_zero_scaled_to_one_is_a_hard_sigmoid(tmp_path, op, k):
     assert ops(model) == (["Clip", "Mul"] if k == 0.2 else ["HardSigmoid"])  # 0.2 * 6 != 1
 
 
+@pytest.mark.parametrize("chain", ["hardswish", "hardsigmoid", "gelu"])
+def test_double_chains_stay_where_onnxruntime_has_no_double_kernel(tmp_path, chain):
+    from tests.graph_ir.test_o2_passes import gelu_nodes
+
+    nodes = {"hardswish": hardswish_nodes("x", "y", "clip/outer"),
+             "hardsigmoid": [helper.make_node("Clip", ["x", "zero", "six"], ["r"]),
+                             helper.make_node("Mul", ["r", "sixth"], ["y"])],
+             "gelu": gelu_nodes("x", "y", "tanh")}[chain]  # (no double Erf kernel either)
+    consts = {"three": 3.0, "zero": 0.0, "six": 6.0, "sixth": 1 / 6, "onef": 1.0,
+              "half": 0.5, "three_f": 3.0, "c044": 0.044715, "c_s2pi": math.sqrt(2 / math.pi)}
+    d = TensorProto.DOUBLE
+    proto = make_model(nodes, [helper.make_tensor_value_info("x", d, ["batch", 3])],
+                       [helper.make_tensor_value_info("y", d, ["batch", 3])],
+                       [init(k, np.array(v, np.float64)) for k, v in consts.items()], opset=20)
+    model, _ = optimized(proto)
+    assert not {"HardSwish", "HardSigmoid", "Gelu"} & set(ops(model))
+    onnx.save(ir.serde.serialize_model(model), tmp_path / "d.onnx")
+    x = np.random.default_rng(2).standard_normal((2, 3)) * 4
+    onnx.save(proto, tmp_path / "src.onnx")
+    assert_close(run_onnx(tmp_path / "d.onnx", {"x": x})["y"],
+                 run_onnx(tmp_path / "src.onnx", {"x": x})["y"], RTOL, ATOL)
+
+
 def test_relu6_with_other_constants_is_not_hardswish(tmp_path):
     proto = act_model(hardswish_nodes("x", "y", "clip/outer"), 18)
     for t in proto.graph.initializer:

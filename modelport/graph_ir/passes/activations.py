@@ -54,6 +54,29 @@ MISH_OPSET = 18
 
 _SIXTH = 1.0 / 6.0
 
+# The spec allows double (and bfloat16) for these operators, but onnxruntime (1.32, CPU) has
+# no double kernel for HardSigmoid, HardSwish or Gelu (measured): fuse float and float16 only,
+# so that a model that runs keeps running.
+RUNTIME_TYPES = frozenset([ir.DataType.FLOAT, ir.DataType.FLOAT16])
+
+
+def runtime_type(x) -> bool:
+    return x is not None and x.dtype in RUNTIME_TYPES
+
+
+def _typed(rule_class):
+    """``rule_class`` (an onnxscript rule on ``x``) that also checks x's type."""
+
+    class Typed(rule_class):
+        def check(self, context, x, **kw):
+            result = super().check(context, x=x, **kw)
+            if result and not runtime_type(x):
+                return result.fail("not a float or float16 tensor", x)
+            return result
+
+    Typed.__name__ = Typed.__qualname__ = f"Typed{rule_class.__name__}"
+    return Typed
+
 
 def _is(value, expected: float, rtol: float = 1e-4) -> bool:
     v = _ir_utils.get_singleton_value(value)
@@ -133,6 +156,8 @@ def _hard_sigmoid_mul(op, x, bias, lo, hi, sixth):
 
 def _relu6_constants(context, x, bias, lo, hi, sixth, **_):
     result = pattern.MatchResult()
+    if not runtime_type(x):
+        return result.fail("not a float or float16 tensor", x)
     for value, want, what in ((bias, 3.0, "bias"), (lo, 0.0, "Clip min"), (hi, 6.0, "Clip max"),
                               (sixth, _SIXTH, "scale")):
         if want == 0.0:
@@ -165,6 +190,8 @@ def _unit_clip(divide: bool):
 
     def check(context, y, lo, hi, scale, **_):
         result = pattern.MatchResult()
+        if not runtime_type(y):
+            return result.fail("not a float or float16 tensor", y)
         b = _ir_utils.get_singleton_value(hi)
         k = _ir_utils.get_singleton_value(scale)
         if _ir_utils.get_singleton_value(lo) != 0.0 or not isinstance(b, float) or b <= 0:
@@ -203,7 +230,7 @@ RELU6_RULES = pattern.RewriteRuleSet([
     pattern.RewriteRule(_relu_min, _relu_min_clip, _relu_min_check, name="ReluMinToClip"),
     pattern.RewriteRule(_hard_sigmoid_mul, _hard_sigmoid, _relu6_constants,
                         name="HardSigmoidMul"),
-    HardSigmoidFusion().rule(),
+    _typed(HardSigmoidFusion)().rule(),
     # after the two above, which take the Add of x + 3 along
     pattern.RewriteRule(_clip_scaled, _unit_hard_sigmoid, _unit_clip(False),
                         name="UnitClipMul"),
@@ -216,8 +243,8 @@ HARDSWISH_RULES = pattern.RewriteRuleSet([
                         name="HardSwishMulSixth"),
     pattern.RewriteRule(_hard_swish_sixth_x, _hard_swish, _relu6_constants,
                         name="HardSwishSixthX"),
-    HardSwishFusion().rule(),
-    HardSwishFusionFromHardSigmoid().rule(),
+    _typed(HardSwishFusion)().rule(),
+    _typed(HardSwishFusionFromHardSigmoid)().rule(),
 ], commute=True)
 
 

@@ -31,7 +31,7 @@ the chain is left as it is.
       0.5 * x * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3))) ->  Gelu(x, approximate="tanh")
 
   with the multiplications in any order, ``x * (1/sqrt(2))`` for the division, and
-  ``x * x * x`` for ``Pow(x, 3)``.
+  ``x * x * x`` for ``Pow(x, 3)``; float and float16 only (onnxruntime has no double Gelu).
 
 - SiLU/Swish (opset 24), HardSwish (14) and Mish (18): :mod:`.activations`.
 - Scaled dot-product attention blocks, opset 23 ``Attention``: :mod:`.attention`.
@@ -99,14 +99,21 @@ def _gelu_tanh(op, x):
     return op.Gelu(x, approximate="tanh")
 
 
+def _gelu_type(context, x, **_):
+    result = pattern.MatchResult()
+    if not activations.runtime_type(x):  # onnxruntime has no double Gelu kernel
+        return result.fail("not a float or float16 tensor", x)
+    return result
+
+
 def _rules():
     rules = []
     for flag in (True, False):
         for p in _gelu_patterns(_erf_part):
-            rules.append(pattern.RewriteRule(_bind(p, divide=flag), _gelu,
+            rules.append(pattern.RewriteRule(_bind(p, divide=flag), _gelu, _gelu_type,
                                              name=f"GeluErf{'Div' if flag else 'Mul'}"))
         for p in _gelu_patterns(_tanh_part):
-            rules.append(pattern.RewriteRule(_bind(p, cube=flag), _gelu_tanh,
+            rules.append(pattern.RewriteRule(_bind(p, cube=flag), _gelu_tanh, _gelu_type,
                                              name=f"GeluTanh{'Pow' if flag else 'Mul'}"))
     return rules
 
