@@ -523,6 +523,18 @@ def test_attention_with_the_default_scale_leaves_it_out(tmp_path):
     assert "scale" not in node.attributes
 
 
+def test_gelu_with_a_two_input_sum_becomes_gelu(tmp_path):
+    """ONNX's own Gelu function body: Sum(1, Erf(x / sqrt 2)) * (0.5 * x)."""
+    nodes = [helper.make_node("Div", ["x", "sqrt2"], ["g1"]),
+             helper.make_node("Erf", ["g1"], ["g2"]),
+             helper.make_node("Sum", ["onef", "g2"], ["g3"]),
+             helper.make_node("Mul", ["half", "x"], ["g4"]),
+             helper.make_node("Mul", ["g4", "g3"], ["y"])]
+    proto = make_model(nodes, [dyn("x", ["batch", 3, 5])], [dyn("y", ["batch", 3, 5])],
+                       [*ACT_INITS, c("sqrt2", math.sqrt(2)), c("half", 0.5)], opset=20)
+    assert ops(agree(tmp_path, proto)) == ["Gelu"]
+
+
 # -- the pass at the target opset -------------------------------------------------------------
 
 def test_fusions_hold_back_for_an_older_output_opset(tmp_path):

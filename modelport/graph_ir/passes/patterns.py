@@ -31,7 +31,8 @@ the chain is left as it is.
       0.5 * x * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3))) ->  Gelu(x, approximate="tanh")
 
   with the multiplications in any order, ``x * (1/sqrt(2))`` for the division, and
-  ``x * x * x`` for ``Pow(x, 3)``; float and float16 only (onnxruntime has no double Gelu).
+  ``x * x * x`` for ``Pow(x, 3)``, ``Sum(1, ·)`` for ``Add`` (ONNX's own Gelu function body,
+  in which a two-input Sum becomes an Add); float and float16 only (onnxruntime has no double Gelu).
 
 - SiLU/Swish (opset 24), HardSwish (14) and Mish (18): :mod:`.activations`.
 - Scaled dot-product attention blocks, opset 23 ``Attention``: :mod:`.attention`.
@@ -211,6 +212,17 @@ class _RmsNormVariants(_CheckedRmsNorm):
         return op.Mul(scale, normalized)
 
 
+def _sum2(op, a, b):
+    return op.Sum(a, b)
+
+
+def _add(op, a, b):
+    return op.Add(a, b)
+
+
+# A two-input Sum is an Add (both broadcast alike); ONNX's own function bodies (Gelu's) write
+# Sum, and the rules here look for Add.
+SUM_RULES = pattern.RewriteRuleSet([pattern.RewriteRule(_sum2, _add, name="Sum2ToAdd")])
 GELU_RULES = pattern.RewriteRuleSet(_rules(), commute=True)
 LAYER_NORM_RULES = pattern.RewriteRuleSet(
     [_CheckedLayerNorm.rule(), _CheckedLayerNormBias.rule()], commute=True)
@@ -312,6 +324,8 @@ class StandardPatternsPass(ir.passes.InPlacePass):
             finally:
                 _restore_attribute_form(attribute_form, minus_one)
         if opset >= GELU_OPSET and ("Erf" in ops or "Tanh" in ops):
+            if "Sum" in ops:
+                self.rewrites += SUM_RULES.apply_to_model(model)
             self.rewrites += GELU_RULES.apply_to_model(model)
         self.rewrites += activations.apply(model, opset, ops)
         self.rewrites += attention.apply(model, opset, ops)
