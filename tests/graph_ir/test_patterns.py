@@ -513,6 +513,11 @@ def test_attention_with_a_mask_that_broadcasts_over_queries_stays(tmp_path):
     assert "Attention" not in ops(agree(tmp_path, proto))
     square = attention_model(23, mask=True, mask_shape=[5, 5])
     assert ops(agree(tmp_path, square)) == ["Attention"]
+    # dims of unknown size prove nothing
+    unknown = attention_model(23, mask=True, mask_shape=["batch", 1, "", ""])
+    for d in unknown.graph.input[3].type.tensor_type.shape.dim[2:]:
+        d.Clear()
+    assert "Attention" not in ops(optimized(unknown)[0])
 
 
 def test_attention_with_the_default_scale_leaves_it_out(tmp_path):

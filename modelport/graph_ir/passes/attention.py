@@ -36,6 +36,14 @@ from onnxscript.rewriter.ort_fusions.sdpa import SDPA
 ATTENTION_OPSET = 23
 
 
+def _same_dim(a, b) -> bool:
+    """Known to be equal: the same number, or the same symbolic name (unknown dims compare
+    equal in onnx_ir, and prove nothing)."""
+    if isinstance(a, int) or isinstance(b, int):
+        return a == b
+    return a.value is not None and a.value == b.value
+
+
 class StandardAttention(SDPA):
     """onnxscript's SDPA pattern and check; the standard ``Attention`` as replacement."""
 
@@ -52,9 +60,9 @@ class StandardAttention(SDPA):
                 return result.fail("the mask is not of the query's type", mask)
             # the spec lets the mask broadcast to [B, H, S, L]; onnxruntime (1.32) insists
             # on its last two dims being S and L: fuse only masks that have them
-            seq = (query.shape[-2], value.shape[-2]) if query.shape and value.shape else None
-            if (mask.shape is None or not 2 <= len(mask.shape) <= 4 or seq is None
-                    or tuple(mask.shape[-2:]) != seq):
+            if (mask.shape is None or not 2 <= len(mask.shape) <= 4
+                    or not _same_dim(mask.shape[-2], query.shape[-2])
+                    or not _same_dim(mask.shape[-1], value.shape[-2])):
                 return result.fail("the mask does not span [S, L] in its last two dims", mask)
         return result
 
