@@ -672,3 +672,29 @@ def test_random_pattern_graphs_keep_their_outputs_through_the_pipeline(tmp_path,
         out = tmp_path / f"o{level}.onnx"
         convert(src, out, level=level, force=True)
         assert_close(run_any(out, feeds)["y"], want, rtol=RTOL, atol=ATOL, name=f"-O{level}")
+
+
+def test_raising_the_opset_lets_the_newer_operators_be_recognised(tmp_path):
+    """A file at opset 18 converted with --opset 23: the graph goes up before the passes run,
+    so the RMS chain becomes RMSNormalization and the attention block Attention; the outputs
+    still match the original's."""
+    from modelport.convert.pipeline import convert
+
+    rms = make_model(rms_nodes("x", "y", "mul", "div"), [dyn("x", ["batch", 4, 6])],
+                     [dyn("y", ["batch", 4, 6])], rms_inits(), opset=18)
+    for name, proto, op in [("rms", rms, "RMSNormalization"),
+                            ("att", attention_model(18), "Attention")]:
+        src, out = tmp_path / f"{name}.onnx", tmp_path / f"{name}-23.onnx"
+        onnx.save(proto, src)
+        convert(str(src), str(out), level=2, opset=23)
+        written = onnx.load(out)
+        assert written.opset_import[0].version == 23
+        assert op in [n.op_type for n in written.graph.node]
+        for batch in (1, 3):
+            feeds = feeds_for(proto, batch)
+            want, got = run_onnx(src, feeds), run_any(out, feeds)
+            for k in want:
+                assert_close(got[k], want[k], rtol=RTOL, atol=ATOL, name=k)
+        # without --opset the file keeps its opset and its chain
+        convert(str(src), str(out), level=2, force=True)
+        assert op not in [n.op_type for n in onnx.load(out).graph.node]
