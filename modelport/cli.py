@@ -414,6 +414,35 @@ def check(model, target, level, fmt, weights, inputs, trust_code, random_weights
         sys.exit(1)
 
 
+@cli.command("build-engine")
+@click.argument("model")
+@click.option("-o", "--output", default=None, metavar="ENGINE",
+              help="Engine file to write (default: MODEL with .engine instead of .onnx).")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False), default=None,
+              help="Sidecar written by convert --target tensorrt whose optimisation profile to "
+                   "use (default: MODEL.trt.json when it exists).")
+@click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:MIN/OPT/MAX",
+              help="Optimisation profile of a dynamic input (over --profile), e.g. "
+                   "x:1,3,224,224/8,3,224,224/32,3,224,224.")
+@click.option("--fp16", is_flag=True,
+              help="Let TensorRT use FP16 kernels (versions with the FP16 builder flag).")
+@click.option("--force", is_flag=True, help="Overwrite ENGINE if it exists.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def build_engine(model, output, profile_file, input_ranges, fp16, force, debug):
+    """Build a TensorRT engine from MODEL (ONNX) with the tensorrt Python package."""
+    from modelport.exporters.tensorrt import parse_ranges
+    from modelport.exporters.tensorrt_engine import build_engine as build
+
+    result = build(model, output, ranges=parse_ranges(input_ranges),
+                   profile_file=profile_file, fp16=fp16, force=force)
+    click.echo(f"{result.path}: TensorRT {result.tensorrt} engine, {result.bytes} bytes")
+    for name, p in result.profile.items():
+        click.echo(f"  profile {name}: min {p['min']} opt {p['opt']} max {p['max']} "
+                   f"({result.profile_source})")
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+
+
 def _extra(module: str, extra: str) -> str:
     return f"modelport[{extra}]" if extra != "core" else module
 

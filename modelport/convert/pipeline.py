@@ -197,6 +197,13 @@ def convert(
         imported = sum(1 for _ in model.graph.all_nodes())
 
         t = time.perf_counter()
+        if opset is not None and opset > model.opset_imports.get("", opset):
+            # Up first, so that the passes see (and may write) the operators of the opset the
+            # file is written at (opset-23 Attention, RMSNormalization...). Down-conversion
+            # waits for the optimised graph, which may have dropped what cannot go down.
+            from modelport.exporters.onnx import convert_opset
+
+            convert_opset(model, opset)
         progress.stage(f"optimizing (-O{level})")
         optimization = optimize(model, level, target_opset=opset).to_dict()
         validate(model)

@@ -25,7 +25,7 @@ import onnx_ir as ir
 
 from modelport.errors import ModelportError
 
-DEFAULT_VERSION = "10"
+DEFAULT_VERSION = None  # the newest table that ships (see versions())
 ERROR, WARNING = "error", "warning"
 EXTERNAL_DATA_LIMIT = 2_000_000_000
 
@@ -34,42 +34,59 @@ _TYPE_NAMES = {
     ir.DataType.FLOAT: "FP32", ir.DataType.FLOAT16: "FP16", ir.DataType.BFLOAT16: "BF16",
     ir.DataType.INT32: "INT32", ir.DataType.INT64: "INT64", ir.DataType.INT8: "INT8",
     ir.DataType.BOOL: "BOOL", ir.DataType.UINT8: "UINT8", ir.DataType.DOUBLE: "DOUBLE",
-    ir.DataType.FLOAT8E4M3FN: "FP8", ir.DataType.INT4: "INT4",
+    ir.DataType.FLOAT8E4M3FN: "FP8", ir.DataType.INT4: "INT4", ir.DataType.FLOAT4E2M1: "FP4",
 }
 # Types the parser never takes inside a network, per major version.
 _NEVER = {
     "10": {ir.DataType.INT16, ir.DataType.UINT16, ir.DataType.UINT32, ir.DataType.UINT64,
            ir.DataType.STRING, ir.DataType.COMPLEX64, ir.DataType.COMPLEX128,
            ir.DataType.FLOAT8E5M2, ir.DataType.FLOAT8E4M3FNUZ, ir.DataType.FLOAT8E5M2FNUZ,
-           ir.DataType.UINT4},
-    "8.6": {ir.DataType.INT16, ir.DataType.UINT16, ir.DataType.UINT32, ir.DataType.UINT64,
+           ir.DataType.UINT4, ir.DataType.FLOAT8E8M0, ir.DataType.INT2, ir.DataType.UINT2,
+           ir.DataType.FLOAT4E2M1},
+    "8": {ir.DataType.INT16, ir.DataType.UINT16, ir.DataType.UINT32, ir.DataType.UINT64,
             ir.DataType.STRING, ir.DataType.COMPLEX64, ir.DataType.COMPLEX128,
             ir.DataType.BFLOAT16, ir.DataType.FLOAT8E4M3FN, ir.DataType.FLOAT8E5M2,
             ir.DataType.FLOAT8E4M3FNUZ, ir.DataType.FLOAT8E5M2FNUZ, ir.DataType.UINT4,
-            ir.DataType.INT4},
+            ir.DataType.INT4, ir.DataType.FLOAT8E8M0, ir.DataType.INT2, ir.DataType.UINT2,
+            ir.DataType.FLOAT4E2M1},
 }
 _REDUCE = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
            "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")
 
 # Inputs the parser needs as constants (initializers or Constant nodes):
-# (op, input index, input name, first opset where it is an input, versions)
-CONSTANT_INPUTS: list[tuple[str, int, str, int, tuple[str, ...]]] = [
-    ("TopK", 1, "K", 10, ("10", "8.6")),
-    ("CumSum", 1, "axis", 11, ("10", "8.6")),
-    ("Slice", 3, "axes", 10, ("10", "8.6")),
-    ("Squeeze", 1, "axes", 13, ("10", "8.6")),
-    ("Unsqueeze", 1, "axes", 13, ("10", "8.6")),
-    ("Pad", 3, "axes", 18, ("10",)),
-    ("OneHot", 1, "depth", 9, ("10",)),
-    ("Dropout", 2, "training_mode", 12, ("10",)),
-    ("Conv", 1, "W", 1, ("8.6",)),
-    ("ConvTranspose", 1, "W", 1, ("8.6",)),
-    ("InstanceNormalization", 1, "scale", 1, ("8.6",)),
-    ("InstanceNormalization", 2, "B", 1, ("8.6",)),
-    ("NonMaxSuppression", 2, "max_output_boxes_per_class", 10, ("10", "8.6")),
-    ("NonMaxSuppression", 3, "iou_threshold", 10, ("10", "8.6")),
-    ("NonMaxSuppression", 4, "score_threshold", 10, ("10", "8.6")),
-] + [(op, 1, "axes", 18, ("10", "8.6")) for op in _REDUCE]
+# (op, input index, input name, first opset where it is an input, (first, last) table version
+# the restriction holds for; None: no bound). Slice axes may be tensors from 10.3 and Pad axes
+# from 10.4 (the parser's changelog; the 10.15 table lists no restriction for either).
+ALL, UP_TO_10_1, V8 = (None, None), (None, "10.1"), (None, "8.6")
+CONSTANT_INPUTS: list[tuple[str, int, str, int, tuple[str | None, str | None]]] = [
+    ("TopK", 1, "K", 10, ALL),
+    ("CumSum", 1, "axis", 11, ALL),
+    ("Slice", 3, "axes", 10, UP_TO_10_1),
+    ("Squeeze", 1, "axes", 13, ALL),
+    ("Unsqueeze", 1, "axes", 13, ALL),
+    ("Pad", 3, "axes", 18, ("10.1", "10.1")),
+    ("OneHot", 1, "depth", 9, ("10.1", None)),
+    ("Dropout", 2, "training_mode", 12, ("10.1", None)),
+    ("Conv", 1, "W", 1, V8),
+    ("ConvTranspose", 1, "W", 1, V8),
+    ("InstanceNormalization", 1, "scale", 1, V8),
+    ("InstanceNormalization", 2, "B", 1, V8),
+    ("NonMaxSuppression", 2, "max_output_boxes_per_class", 10, ALL),
+    ("NonMaxSuppression", 3, "iou_threshold", 10, ALL),
+    ("NonMaxSuppression", 4, "score_threshold", 10, ALL),
+    ("STFT", 1, "frame_step", 17, ALL),
+    ("STFT", 2, "window", 17, ALL),
+] + [(op, 1, "axes", 18, ALL) for op in _REDUCE]
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def _applies(version: str, span: tuple[str | None, str | None]) -> bool:
+    lo, hi = span
+    return (lo is None or _key(version) >= _key(lo)) and (hi is None or _key(version) <= _key(hi))
+
 
 RESIZE_ALLOWED = {
     "coordinate_transformation_mode": {"half_pixel", "pytorch_half_pixel",
@@ -109,6 +126,10 @@ class Target:
     def label(self) -> str:
         return f"tensorrt:{self.version}"
 
+    @property
+    def major(self) -> int:
+        return _key(self.version)[0]
+
 
 @functools.cache
 def _table(version: str) -> dict[str, Any]:
@@ -117,27 +138,36 @@ def _table(version: str) -> dict[str, Any]:
 
 
 def versions() -> list[str]:
+    """The TensorRT versions whose parser table ships, oldest first."""
     folder = resources.files("modelport.exporters") / "tensorrt_tables"
-    return sorted(p.name[4:-5] for p in folder.iterdir() if p.name.startswith("trt-"))
+    return sorted((p.name[4:-5] for p in folder.iterdir()
+                   if p.name.startswith("trt-") and p.name.endswith(".json")), key=_key)
 
 
 def parse_target(text: str) -> Target:
-    """``tensorrt`` or ``tensorrt:VERSION`` (a version whose table ships; ``10.x`` is 10)."""
+    """``tensorrt`` (the newest table), ``tensorrt:MAJOR`` (the newest table of that major) or
+    ``tensorrt:MAJOR.MINOR`` (the newest table of that major not newer than it, else the
+    oldest of that major)."""
     name, _, version = text.partition(":")
     if name != "tensorrt":
         raise ModelportError(f"--target {text!r}: the only target is tensorrt[:VERSION]")
-    version = version or DEFAULT_VERSION
     known = versions()
-    if version not in known:
-        major = version.split(".")[0]
-        if major in known:
-            version = major
-        else:
-            raise ModelportError(
-                f"--target {text!r}: no operator table for TensorRT {version}; known: "
-                f"{', '.join(known)} (TensorRT 11's parser table is not published in a form "
-                "this build ships)")
-    return Target(version, _table(version))
+    if not version:
+        version = DEFAULT_VERSION or known[-1]
+    try:
+        want = _key(version)
+    except ValueError:
+        raise ModelportError(f"--target {text!r}: a version is numbers and dots, e.g. "
+                             f"tensorrt:{known[-1]}") from None
+    same = [v for v in known if _key(v)[0] == want[0]]
+    if not same:
+        raise ModelportError(
+            f"--target {text!r}: no operator table for TensorRT {version}; known: "
+            f"{', '.join(known)} (TensorRT 11's table is not in any source this project can "
+            "read; see docs/tensorrt.md)")
+    older = [v for v in same if _key(v) <= want] if len(want) > 1 else same
+    chosen = (older or same[:1])[-1]
+    return Target(chosen, _table(chosen))
 
 
 def _all_nodes(graph: ir.Graph) -> Iterator[ir.Node]:
@@ -201,7 +231,7 @@ def _maxpool_indices(node, target, opset):
 @rule("MaxPool", "AveragePool", "LpPool")
 def _pool_dims(node, target, opset):
     dil = _attr(node, "dilations")
-    if target.version == "10" and dil and any(d != 1 for d in dil):
+    if target.major >= 10 and dil and any(d != 1 for d in dil):
         yield Finding(ERROR, "TRT042", _label(node), node.op_type,
                       f"pooling dilations {list(dil)} are not supported (only all ones)")
     x = node.inputs[0]
@@ -216,34 +246,145 @@ def _resize(node, target, opset):
     for attr, allowed in RESIZE_ALLOWED.items():
         value = _attr(node, attr)
         if value is not None and value not in allowed:
-            fix = None
-            if attr == "coordinate_transformation_mode" and value == "tf_crop_and_resize":
-                fix = "crop with Slice first, then resize"
+            fix, fixable = None, False
+            if attr == "coordinate_transformation_mode":
+                same = _resize_coordinates_equivalent(node)
+                fixable = same is not None
+                if fixable:
+                    fix = (f"{same!r} is exactly equivalent here (done by convert --target "
+                           "tensorrt)")
+                elif value == "tf_crop_and_resize":
+                    fix = "crop with Slice first, then resize"
             yield Finding(ERROR, "TRT050", _label(node), node.op_type,
                           f"Resize {attr}={value!r} is not supported (accepted: "
-                          f"{', '.join(sorted(allowed))})", fix)
-    if _attr(node, "antialias", 0):
+                          f"{', '.join(sorted(allowed))})", fix, fixable=fixable)
+    axes = _attr(node, "axes")
+    x = node.inputs[0]
+    scales = node.inputs[2] if len(node.inputs) > 2 else None
+    if axes is not None and scales is not None and (x is None or x.shape is None or
+                                                    list(axes) != list(range(len(x.shape)))):
+        fixable = _resize_geometry(node) is not None and _const(scales) is not None
         yield Finding(ERROR, "TRT050", _label(node), node.op_type,
-                      "Resize with antialias is not supported")
+                      f"Resize with scales and axes={list(axes)}: axes must be every axis in "
+                      "order", "give a scale for every axis (done by convert --target "
+                      "tensorrt)" if fixable else "give a scale for every axis",
+                      fixable=fixable)
+    if _attr(node, "antialias", 0):
+        fixable = _resize_never_shrinks(node)
+        yield Finding(ERROR, "TRT050", _label(node), node.op_type,
+                      "Resize with antialias is not supported",
+                      "antialias does nothing when no axis shrinks (dropped by convert --target "
+                      "tensorrt)" if fixable else None, fixable=fixable)
+
+
+def _resize_axes(node: ir.Node, rank: int) -> list[int]:
+    axes = _attr(node, "axes")
+    return [a % rank for a in axes] if axes else list(range(rank))
+
+
+def _resize_geometry(node: ir.Node) -> tuple[list[int], list[int], list[float] | None] | None:
+    """(input dims, output dims, scales or None when sizes were given) for a Resize whose input
+    dims are static and whose scales or sizes are constants; None otherwise."""
+    x = node.inputs[0]
+    if x is None or x.shape is None or not all(isinstance(d, int) for d in x.shape):
+        return None
+    if _attr(node, "keep_aspect_ratio_policy", "stretch") != "stretch":
+        return None
+    dims = list(x.shape)
+    axes = _resize_axes(node, len(dims))
+    scales = _const(node.inputs[2]) if len(node.inputs) > 2 else None
+    sizes = _const(node.inputs[3]) if len(node.inputs) > 3 else None
+    if sizes is not None and sizes.size:
+        out = list(dims)
+        for a, n in zip(axes, sizes.reshape(-1).tolist()):
+            out[a] = int(n)
+        return dims, out, None
+    if scales is not None and scales.size:
+        full = [1.0] * len(dims)
+        for a, f in zip(axes, scales.reshape(-1).tolist()):
+            full[a] = float(f)
+        out = [int(np.floor(d * np.float32(f))) for d, f in zip(dims, full)]
+        return dims, out, full
+    return None
+
+
+def _resize_coordinates_equivalent(node: ir.Node) -> str | None:
+    """An accepted coordinate_transformation_mode that maps every output coordinate to the same
+    input coordinate as the node's own, or None.
+
+    - half_pixel_symmetric moves half_pixel by ``in/2 * (1 - out / (in * scale))``: by nothing
+      when ``in * scale`` is the output size, i.e. when sizes were given or ``in * scale`` is
+      whole.
+    - tf_crop_and_resize over the whole input (roi start 0, end 1 on every axis) maps ``x`` to
+      ``x * (in - 1) / (out - 1)``, which is align_corners, wherever ``out > 1`` (an axis of
+      output size 1 samples the middle, align_corners the start: the same only when ``in == 1``).
+    """
+    mode = _attr(node, "coordinate_transformation_mode")
+    geometry = _resize_geometry(node)
+    if geometry is None:
+        return None
+    dims, out, scales = geometry
+    if mode == "half_pixel_symmetric":
+        if scales is None or all(float(np.float32(d * np.float32(f))).is_integer()
+                                 for d, f in zip(dims, scales)):
+            return "half_pixel"
+        return None
+    if mode == "tf_crop_and_resize":
+        roi = _const(node.inputs[1]) if len(node.inputs) > 1 else None
+        if roi is None:
+            return None
+        roi = roi.reshape(-1).tolist()
+        n = len(_resize_axes(node, len(dims)))
+        if len(roi) != 2 * n or any(v != 0 for v in roi[:n]) or any(v != 1 for v in roi[n:]):
+            return None
+        if all(o > 1 or d == 1 for d, o in zip(dims, out)):
+            return "align_corners"
+    return None
+
+
+def _resize_never_shrinks(node: ir.Node) -> bool:
+    geometry = _resize_geometry(node)
+    return geometry is not None and all(o >= d for d, o in zip(geometry[0], geometry[1])) and \
+        (geometry[2] is None or all(f >= 1 for f in geometry[2]))
 
 
 @rule("ScatterND", "ScatterElements")
 def _scatter(node, target, opset):
     reduction = _attr(node, "reduction", "none")
-    if target.version == "10" and node.op_type == "ScatterND" and reduction != "none":
+    if target.major >= 10 and node.op_type == "ScatterND" and reduction != "none":
         yield Finding(ERROR, "TRT051", _label(node), node.op_type,
                       f"ScatterND reduction={reduction!r} is not supported")
+
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _einsum_terms(node: ir.Node) -> tuple[list[str], str | None]:
+    eq = (_attr(node, "equation") or "").replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    return lhs.split(","), (rhs if arrow else None)
 
 
 @rule("Einsum")
 def _einsum(node, target, opset):
     eq = (_attr(node, "equation") or "").replace(" ", "")
-    lhs = eq.split("->")[0]
-    if "..." in eq:
+    inputs, _ = _einsum_terms(node)
+    bad = sorted({c for c in eq if c not in _LOWER and c not in "-,>."})
+    if bad:
+        fixable = _einsum_rewrite(node, target) is not None
+        yield Finding(ERROR, "TRT052", _label(node), node.op_type,
+                      f"Einsum {eq!r}: labels must be lowercase letters (found "
+                      f"{', '.join(map(repr, bad))})",
+                      "relabel with unused lowercase letters (done by convert --target "
+                      "tensorrt)" if fixable else None, fixable=fixable)
+    if "..." in eq and target.major < 9:  # the parser writes ellipses out itself from 9.0 on
+        fixable = _einsum_rewrite(node, target) is not None
         yield Finding(ERROR, "TRT052", _label(node), node.op_type,
                       f"Einsum {eq!r}: ellipsis is not supported",
-                      "write the batch axes out with letters")
-    for term in lhs.split(","):
+                      "write the broadcast axes out with letters (done by convert --target "
+                      "tensorrt where the input ranks are known)" if fixable else
+                      "write the broadcast axes out with letters", fixable=fixable)
+    for term in inputs:
         letters = term.replace(".", "")
         if len(set(letters)) != len(letters):
             yield Finding(ERROR, "TRT052", _label(node), node.op_type,
@@ -251,9 +392,98 @@ def _einsum(node, target, opset):
                           "supported")
 
 
+def _einsum_rewrite(node: ir.Node, target: Target) -> str | None:
+    """An equation with the same meaning that ``target``'s parser takes: labels other than
+    lowercase letters renamed to unused lowercase letters and, before TensorRT 9 (whose parser
+    writes them out itself), ellipses written out with new letters when the input ranks are
+    known. None when there is none: more than 26 labels, unknown ranks, or an implicit output
+    whose order would depend on how upper and lower case sort."""
+    inputs, output = _einsum_terms(node)
+    labels = [c for t in inputs for c in t if c != "."]
+    if any(not c.isascii() or not c.isalpha() for c in labels):
+        return None
+    if output is None:  # implicit: the ellipsis axes, then the labels seen once, in order
+        once = sorted(c for c in set(labels) if labels.count(c) == 1)
+        if any(c.isupper() for c in once) and any(c.islower() for c in once):
+            return None  # numpy sorts upper case first, onnxruntime lower case first
+        output = ("..." if any("..." in t for t in inputs) else "") + "".join(once)
+    free = [c for c in _LOWER if c not in labels]
+    rename = {}
+    for c in dict.fromkeys(labels):
+        if c not in _LOWER:
+            if not free:
+                return None
+            rename[c] = free.pop(0)
+    inputs = ["".join(rename.get(c, c) for c in t) for t in inputs]
+    output = "".join(rename.get(c, c) for c in output)
+    if "..." in ",".join(inputs) and target.major < 9:
+        ranks = []
+        for t, v in zip(inputs, node.inputs):
+            if v is None or v.shape is None:
+                return None
+            ranks.append(len(v.shape) - len(t.replace("...", "")))
+        n = max([r for r, t in zip(ranks, inputs) if "..." in t] or [0])
+        if len(free) < n or min(ranks) < 0:
+            return None
+        extra = "".join(free[:n])
+        inputs = [t.replace("...", extra[n - r:] if r else "") for t, r in zip(inputs, ranks)]
+        output = output.replace("...", extra)
+    return ",".join(inputs) + "->" + output
+
+
+@rule("Attention")
+def _attention(node, target, opset):
+    for i, name in ((0, "Q"), (1, "K"), (2, "V"), (3, "attn_mask")):
+        v = node.inputs[i] if len(node.inputs) > i else None
+        if v is not None and v.shape is not None and len(v.shape) != 4:
+            yield Finding(ERROR, "TRT058", _label(node), node.op_type,
+                          f"Attention input {name} must be 4D (it has rank {len(v.shape)})",
+                          "give Q, K and V as (batch, heads, sequence, head size)")
+    for i, name in ((4, "past_key"), (5, "past_value"), (6, "nonpad_kv_seqlen")):
+        if len(node.inputs) > i and node.inputs[i] is not None:
+            yield Finding(ERROR, "TRT058", _label(node), node.op_type,
+                          f"Attention input {name} is not supported")
+    for i, name in ((1, "present_key"), (2, "present_value"), (3, "qk_matmul_output")):
+        if len(node.outputs) > i and node.outputs[i] is not None and node.outputs[i].uses():
+            yield Finding(ERROR, "TRT058", _label(node), node.op_type,
+                          f"Attention output {name} is not supported")
+    for name in ("qk_matmul_output_mode", "softcap"):
+        if name in node.attributes:
+            yield Finding(ERROR, "TRT058", _label(node), node.op_type,
+                          f"Attention attribute {name} is not supported")
+
+
+@rule("TensorScatter")
+def _tensor_scatter(node, target, opset):
+    ranks = [len(v.shape) for v in node.inputs[:2] if v is not None and v.shape is not None]
+    if any(r != 4 for r in ranks):
+        yield Finding(ERROR, "TRT059", _label(node), node.op_type,
+                      "TensorScatter's past_cache and update must be 4D")
+    if _attr(node, "axis", -2) not in (-2, 2):
+        yield Finding(ERROR, "TRT059", _label(node), node.op_type,
+                      f"TensorScatter axis={_attr(node, 'axis')} is not supported (only -2)")
+
+
+@rule("RotaryEmbedding")
+def _rotary(node, target, opset):
+    pos = node.inputs[3] if len(node.inputs) > 3 else None
+    if pos is not None and pos.dtype is not None and pos.dtype != ir.DataType.INT64:
+        yield Finding(ERROR, "TRT059", _label(node), node.op_type,
+                      f"RotaryEmbedding position_ids must be INT64 (it is {pos.dtype.name})",
+                      "cast position_ids to INT64")
+
+
+@rule("GridSample")
+def _grid_sample(node, target, opset):
+    x = node.inputs[0]
+    if x is not None and x.shape is not None and len(x.shape) != 4:
+        yield Finding(ERROR, "TRT044", _label(node), node.op_type,
+                      f"GridSample input must be 4D (it has rank {len(x.shape)})")
+
+
 @rule("TopK")
 def _topk(node, target, opset):
-    if target.version != "10":
+    if target.major < 10:
         return
     if _attr(node, "sorted", 1) != 1:
         yield Finding(ERROR, "TRT053", _label(node), node.op_type, "TopK sorted=0 is not supported")
@@ -266,7 +496,7 @@ def _topk(node, target, opset):
 
 @rule("LSTM")
 def _lstm(node, target, opset):
-    if target.version == "10" and (_attr(node, "input_forget", 0) or _attr(node, "layout", 0)):
+    if target.major >= 10 and (_attr(node, "input_forget", 0) or _attr(node, "layout", 0)):
         yield Finding(ERROR, "TRT054", _label(node), node.op_type,
                       "LSTM input_forget and layout must be 0")
 
@@ -312,11 +542,13 @@ def _zero_point(node, target, opset):
 
 
 # -- the check -------------------------------------------------------------------------------
-def check(model: ir.Model, target: Target | str = DEFAULT_VERSION,
+def check(model: ir.Model, target: Target | str | None = None,
           external_data: bool | None = None) -> list[Finding]:
     """Everything TensorRT's ONNX parser of ``target`` would reject (errors) or handle badly
     (warnings) in ``model``."""
-    if isinstance(target, str):
+    if target is None:
+        target = parse_target("tensorrt")
+    elif isinstance(target, str):
         target = parse_target(target if target.startswith("tensorrt") else f"tensorrt:{target}")
     ops = target.table["operators"]
     findings: list[Finding] = []
@@ -329,8 +561,9 @@ def check(model: ir.Model, target: Target | str = DEFAULT_VERSION,
             f"convert to opset {min(max(opset, lo), hi)}", fixable=True))
     graph = model.graph
     io = {v.name for v in graph.inputs} | {v.name for v in graph.outputs}
-    never = _NEVER.get(target.version.split(".")[0] if target.version != "8.6" else "8.6",
-                       _NEVER["10"])
+    never = set(_NEVER["8" if target.major < 10 else "10"])
+    if "FP4" in target.table.get("data_types", ()):
+        never.discard(ir.DataType.FLOAT4E2M1)
     seen_types: set[tuple] = set()
 
     def check_value(v: ir.Value, where: ir.Node | None) -> None:
@@ -391,7 +624,7 @@ def check(model: ir.Model, target: Target | str = DEFAULT_VERSION,
                                         f"{node.op_type} on {tname} is not in the parser's "
                                         f"types for it ({', '.join(sorted(types))})"))
         for op, index, input_name, since, vers in CONSTANT_INPUTS:
-            if op == node.op_type and target.version in vers and opset >= since and \
+            if op == node.op_type and _applies(target.version, vers) and opset >= since and \
                     len(node.inputs) > index and not _is_constant(node.inputs[index]):
                 findings.append(Finding(
                     ERROR, "TRT030", name, node.op_type,
@@ -456,10 +689,68 @@ def narrow_double(model: ir.Model) -> int:
     return changed
 
 
+def relabel_einsum(model: ir.Model, target: Target) -> int:
+    """Einsum equations the parser rejects rewritten to equivalent ones it takes."""
+    changed = 0
+    for node in _all_nodes(model.graph):
+        if node.op_type == "Einsum" and node.domain == "" and any(
+                f.fixable for f in _einsum(node, target, 0)):
+            node.attributes["equation"] = ir.AttrString("equation",
+                                                        _einsum_rewrite(node, target))
+            changed += 1
+    return changed
+
+
+def _initializer(model: ir.Model, name: str, array: np.ndarray) -> ir.Value:
+    taken = set(model.graph.initializers) | {v.name for n in model.graph.all_nodes()
+                                             for v in n.outputs if v is not None}
+    base, i = name, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    value = ir.Value(name=name, type=ir.TensorType(ir.DataType.FLOAT),
+                     shape=ir.Shape(array.shape), const_value=ir.tensor(array, name=name))
+    model.graph.register_initializer(value)
+    return value
+
+
+def rewrite_resize(model: ir.Model) -> int:
+    """Resize coordinate modes the parser rejects replaced by accepted ones that map every
+    output pixel to the same input coordinate; antialias dropped where no axis shrinks."""
+    changed = 0
+    for node in _all_nodes(model.graph):
+        if node.op_type != "Resize" or node.domain != "":
+            continue
+        mode = _attr(node, "coordinate_transformation_mode")
+        if mode is not None and mode not in RESIZE_ALLOWED["coordinate_transformation_mode"]:
+            same = _resize_coordinates_equivalent(node)
+            if same is not None:
+                node.attributes["coordinate_transformation_mode"] = ir.AttrString(
+                    "coordinate_transformation_mode", same)
+                if mode == "tf_crop_and_resize":  # roi and extrapolation serve only that mode
+                    node.attributes.pop("extrapolation_value", None)
+                    node.replace_input_with(1, None)
+                changed += 1
+        axes = _attr(node, "axes")
+        geometry = _resize_geometry(node)
+        if axes is not None and geometry is not None and len(node.inputs) > 2 and \
+                _const(node.inputs[2]) is not None:
+            full = np.asarray(geometry[2], np.float32)
+            node.replace_input_with(2, _initializer(model, f"{node.name or 'resize'}_scales",
+                                                    full))
+            node.attributes.pop("axes")
+            changed += 1
+        if _attr(node, "antialias", 0) and _resize_never_shrinks(node):
+            node.attributes["antialias"] = ir.AttrInt64("antialias", 0)
+            changed += 1
+    return changed
+
+
 def prepare(model: ir.Model, target: Target, opset: int | None) -> int | None:
     """Apply the fixes that keep the numbers; returns the opset to export at."""
     if any(f.code == "TRT022" for f in check(model, target)):
         narrow_double(model)
+    relabel_einsum(model, target)
+    rewrite_resize(model)
     current = opset or model.opset_imports.get("", 0)
     lo, hi = target.opsets
     if not lo <= current <= hi:
@@ -530,7 +821,7 @@ def trtexec_command(onnx_path: str, target: Target, prof: dict[str, Any]) -> str
         for key, flag in (("min", "--minShapes"), ("opt", "--optShapes"), ("max", "--maxShapes")):
             args.append(flag + "=" + ",".join(
                 f"{name}:{'x'.join(map(str, p[key]))}" for name, p in prof.items()))
-    if target.version == "8.6":
+    if target.major < 10:
         args.append("--fp16")  # TensorRT 10 builds strongly typed networks from the ONNX types
     return " ".join(shlex.quote(a) for a in args)
 

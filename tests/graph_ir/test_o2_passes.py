@@ -680,7 +680,9 @@ def test_layer_norm_chain_with_a_scale_across_other_axes_stays(tmp_path):
     inits.append(init("gamma", rng.standard_normal((3, 1)).astype(np.float32)))
     proto = make_model(layer_norm_nodes("x", "y"), [dyn("x", [3, 6])], [dyn("y", [3, 6])],
                        inits, opset=18)
-    assert "LayerNormalization" not in ops(agree(tmp_path, proto))
+    # the scale is not folded into a LayerNormalization (a scale-free one may take the rest)
+    kept = ops(agree(tmp_path, proto))
+    assert "Mul" in kept and kept.count("LayerNormalization") <= 1
 
 
 def test_gelu_is_not_fused_when_the_output_opset_is_older(tmp_path):

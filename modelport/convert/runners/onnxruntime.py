@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -94,19 +95,30 @@ class OrtRunner:
             proto = onnx.ModelProto.FromString(proto.SerializeToString())
             self.exposed = add_outputs(proto, extra_outputs)
             source = proto
+        where = os.fspath(model) if not isinstance(model, onnx.ModelProto) else None
+        # No silent fallback: onnxruntime would otherwise print "EP Error" on stdout (breaking
+        # --json) and go on with the next provider, so that --device tensorrt measured CUDA.
+        fallback = {"enable_fallback": 0} if device != "cpu" else {}
         try:
-            if isinstance(source, onnx.ModelProto):
-                self.session = ort.InferenceSession(
-                    source.SerializeToString(), options, providers=self.providers
-                )
-            else:
-                self.session = ort.InferenceSession(
-                    os.fspath(source), options, providers=self.providers
-                )
+            data = source.SerializeToString() if isinstance(source, onnx.ModelProto) else (
+                os.fspath(source))
+            with warnings.catch_warnings():
+                # the provider check below says it in one line, without the file name of a
+                # temporary copy
+                warnings.filterwarnings("ignore", "Specified provider", UserWarning)
+                self.session = ort.InferenceSession(data, options, providers=self.providers,
+                                                    **fallback)
         except Exception as exc:
-            where = os.fspath(model) if not isinstance(model, onnx.ModelProto) else None
             first = first_line(exc)
             raise ModelportError(f"onnxruntime cannot load the model: {first}", path=where) from exc
+        used = self.session.get_providers()[0]
+        if used != self.providers[0]:
+            # an execution provider whose libraries (TensorRT's, CUDA's) fail to load is dropped
+            # with a log line only
+            raise ModelportError(
+                f"--device {device}: onnxruntime did not start {self.providers[0]} (its libraries "
+                f"are missing or do not match) and would run on {used}; install them, or verify "
+                "with another --device")
         import onnxruntime
 
         self.name = f"onnxruntime {onnxruntime.__version__} ({self.session.get_providers()[0]})"

@@ -12,7 +12,10 @@ This project's own -O2 passes, for what onnxscript lacks:
                      targets with 0/-1, reshape chains, packed q/k/v selects, Slices to Split)
 - :mod:`.recurrent`  all-zero LSTM/GRU/RNN initial states dropped
 - :mod:`.noops`      Add/Mul/Sub/Div by zero/one constants of any shape, zero Pad, unit Reduce*
-- :mod:`.patterns`   LayerNormalization and opset-20 Gelu from their spelled-out chains
+- :mod:`.patterns`   standard operators from their spelled-out chains, where the opset has
+                     them: LayerNormalization, Gelu, RMSNormalization; with
+                     :mod:`.activations` (HardSwish, Mish, Swish) and :mod:`.attention`
+                     (Attention)
 - :mod:`.conv`       per-channel Mul/Add after Conv folded into it
 - :mod:`.linear`     BatchNormalization after a bias-free MatMul folded into a Gemm
 

@@ -4,8 +4,9 @@
   Relu/Clip chains, Min/Max to Clip, Transpose/Reshape/Cast/Slice collapsing, Pad absorbed into
   Conv, BatchNormalization folded into a preceding Conv/ConvTranspose/Gemm, optional-bias
   removal.
--O2 (more): adds MatMul+Add → Gemm (with transposed operands), Conv-affine fusions and
-  HardSwish/HardSigmoid recognition.
+-O2 (more): adds MatMul+Add → Gemm (with transposed operands) and Conv-affine fusions.
+  onnxscript's HardSwish/HardSigmoid rules run in :mod:`.patterns` (via :mod:`.activations`),
+  which holds HardSwish back where the graph's or the output's opset is below 14.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ O2_RULES = (
     rules.transpose_ab_matmul_add_to_gemm_rule,
     rules.affine_conv_fusion_rule,
     rules.conv_affine_fusion_rule,
-    *rules.fuse_hardswish_rules().rules,
 )
 
 

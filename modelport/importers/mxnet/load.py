@@ -26,7 +26,7 @@ from modelport.errors import InvalidModelError
 from modelport.graph_ir import GraphBuilder, keep_open, lazy_tensor
 from modelport.graph_ir.metadata import io_key
 from modelport.importers.mxnet.params import ParamsFile, is_params_file
-from modelport.importers.mxnet.symbol import Node, Symbol, read_symbol
+from modelport.importers.mxnet.symbol import BadNodeError, Node, Symbol, read_symbol
 from modelport.importers.mxnet.table import mxnet_op
 from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
@@ -135,7 +135,7 @@ class Context:
     @staticmethod
     def shape(value: ir.Value) -> tuple[int, ...]:
         if value.shape is None:
-            raise ValueError(f"value {value.name!r} has no known shape")
+            raise BadNodeError(f"value {value.name!r} has no known shape")
         return tuple(int(d) if isinstance(d, int) else d for d in value.shape.dims)
 
     @staticmethod
@@ -443,7 +443,7 @@ def build(symbol: Symbol, params: ParamsFile | None, options: LoadOptions, path:
         with b.layer(node.name):
             try:
                 outs = fn(ctx, node, inputs)
-            except (ValueError, KeyError, TypeError) as exc:
+            except BadNodeError as exc:
                 raise ctx.fail(f"cannot translate: {exc}") from None
         for k, v in enumerate(outs):
             values[(i, k)] = v

@@ -26,6 +26,13 @@ _USER_ATTRS = {"ctx_group", "lr_mult", "wd_mult", "force_mirroring", "__lr_mult_
                "__storage_type__", "__profiler_scope__", "__layout__"}
 
 
+class BadNodeError(Exception):
+    """A node whose parameters or shapes make no sense (a malformed or inconsistent file).
+
+    Translators raise it; the importer reports it against the file and the node (exit 2).
+    Any other exception from a translator is a bug of ours (exit 3)."""
+
+
 class Attrs:
     """An operator's parameters, parsed from MXNet's string syntax on demand."""
 
@@ -50,39 +57,56 @@ class Attrs:
             return True
         if low in ("false", "0"):
             return False
-        raise ValueError(f"parameter {key}={v!r} is not a boolean")
+        raise BadNodeError(f"parameter {key}={v!r} is not a boolean")
 
     def int(self, key: str, default: int | None = None) -> int | None:
         v = self.str(key)
-        return default if v is None else int(float(v))
+        return default if v is None else _number(key, v, lambda t: int(float(t)))
+
+    def required_int(self, key: str) -> int:
+        """A parameter the operator cannot do without (``num_filter``...)."""
+        v = self.int(key)
+        if v is None:
+            raise BadNodeError(f"required parameter {key!r} is missing")
+        return v
 
     def float(self, key: str, default: float | None = None) -> float | None:
         v = self.str(key)
-        return default if v is None else float(v)
+        return default if v is None else _number(key, v, float)
 
     def ints(self, key: str, default: tuple[int, ...] = ()) -> tuple[int, ...]:
         v = self.str(key)
         if v is None:
             return tuple(default)
-        value = _literal(v)
+        value = _literal(key, v)
         if value is None:
             return tuple(default)
-        if isinstance(value, (int, float)):
-            return (int(value),)
-        return tuple(int(x) if x is not None else -1 for x in value)
+        return _number(key, v, lambda _: _int_tuple(value, -1))
 
     def optional_ints(self, key: str) -> tuple[int | None, ...]:
         """A tuple that may hold ``None`` entries (``slice`` begin/end)."""
         v = self.str(key)
         if v is None:
             return ()
-        value = _literal(v)
-        if isinstance(value, (int, float)):
-            return (int(value),)
-        return tuple(None if x is None else int(x) for x in value)
+        value = _literal(key, v)
+        return _number(key, v, lambda _: _int_tuple(value, None))
 
 
-def _literal(text: str) -> Any:
+def _int_tuple(value: Any, none: int | None) -> tuple[int | None, ...]:
+    if isinstance(value, (int, float)):
+        return (int(value),)
+    return tuple(none if x is None else int(x) for x in value)
+
+
+def _number(key: str, text: str, parse):
+    """``parse(text)``, a malformed value reported as the file's problem."""
+    try:
+        return parse(text)
+    except (ValueError, TypeError, OverflowError):
+        raise BadNodeError(f"parameter {key}={text!r} is not a valid value") from None
+
+
+def _literal(key: str, text: str) -> Any:
     t = text.strip()
     if t in ("", "()", "[]"):
         return ()
@@ -92,7 +116,8 @@ def _literal(text: str) -> Any:
     except (ValueError, SyntaxError):
         # "(1,3,None)" and similar already parse; anything else is a plain word list
         parts = [p.strip() for p in t.strip("()[]").split(",") if p.strip()]
-        return tuple(None if p == "None" else int(float(p)) for p in parts)
+        return _number(key, text,
+                       lambda _: tuple(None if p == "None" else int(float(p)) for p in parts))
 
 
 @dataclasses.dataclass

@@ -134,6 +134,52 @@ def test_params_found_beside_highest_epoch_and_weights_chooses(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def _conv_node(data):
+    return next(n for n in data["nodes"] if n["op"] == "Convolution")
+
+
+def _attrs(node):
+    return node.setdefault("attrs", node.get("attr", node.get("param", {})))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda a: a.update(kernel="(3, x)"), "parameter kernel='(3, x)' is not a valid value"),
+    (lambda a: a.update(no_bias="maybe"), "parameter no_bias='maybe' is not a boolean"),
+    (lambda a: a.pop("num_filter"), "required parameter 'num_filter' is missing"),
+])
+def test_malformed_parameters_are_the_files_problem(edit, message, tmp_path):
+    """A parameter MXNet could not have written is exit 2, naming the file and the node."""
+    data = json.loads((FIXTURES / "conv2d-symbol.json").read_text())
+    node = _conv_node(data)
+    edit(_attrs(node))
+    (tmp_path / "bad-symbol.json").write_text(json.dumps(data))
+    shutil.copy(FIXTURES / "conv2d-0000.params", tmp_path / "bad-0000.params")
+    out = tmp_path / "m.onnx"
+    proc = _convert([str(tmp_path / "bad-symbol.json"), "-o", str(out), "--input",
+                     "data:1,3,17,19"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and node["name"] in proc.stderr
+    assert "bad-symbol.json" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_translator_bug_is_not_blamed_on_the_file(tmp_path, monkeypatch):
+    """An exception a translator did not mean (here a KeyError) is ours: it propagates as is,
+    and the CLI reports it as an internal error (exit 3), not as a corrupt file."""
+    from modelport.importers.mxnet.load import build
+    from modelport.importers.mxnet.params import ParamsFile as PF
+    from modelport.importers.mxnet.table import mxnet_op
+
+    def broken(ctx, node, inputs):
+        return {}["missing"]
+
+    monkeypatch.setitem(mxnet_op._table, "Activation", broken)
+    sym = parse_symbol(json.loads((FIXTURES / "conv2d-symbol.json").read_text()))
+    with pytest.raises(KeyError):
+        build(sym, PF(str(FIXTURES / "conv2d-0000.params")),
+              LoadOptions(input_shapes={"data": [1, 3, 17, 19]}), "x-symbol.json")
+
+
 def test_unsupported_ops_are_reported_together(tmp_path):
     data = json.loads((FIXTURES / "conv2d-symbol.json").read_text())
     for node in data["nodes"]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from modelport.importers.mxnet.symbol import BadNodeError
+
 
 def spatial(values: Sequence[int], n: int, default: int) -> list[int]:
     """An MXNet spatial tuple (``kernel``, ``stride``...) for ``n`` dims; empty means default."""
@@ -13,14 +15,14 @@ def spatial(values: Sequence[int], n: int, default: int) -> list[int]:
     if len(values) == 1 and n > 1:
         return values * n
     if len(values) != n:
-        raise ValueError(f"expected {n} values, got {values}")
+        raise BadNodeError(f"expected {n} values, got {values}")
     return values
 
 
 def norm_axis(axis: int, rank: int) -> int:
     a = axis + rank if axis < 0 else axis
     if not 0 <= a < rank:
-        raise ValueError(f"axis {axis} is out of range for rank {rank}")
+        raise BadNodeError(f"axis {axis} is out of range for rank {rank}")
     return a
 
 

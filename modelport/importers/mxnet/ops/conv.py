@@ -29,7 +29,7 @@ def convolution(ctx, node, inputs):
     x = ctx.data(inputs[0])
     shape, kernel, strides, dilations, pads = _geometry(ctx, node, x)
     a = node.attrs
-    cout, group = a.int("num_filter"), a.int("num_group", 1)
+    cout, group = a.required_int("num_filter"), a.int("num_group", 1)
     cin = shape[1]
     if cin % group or cout % group:
         raise ctx.fail(f"num_group {group} does not divide {cin} input / {cout} output channels")
@@ -47,7 +47,7 @@ def deconvolution(ctx, node, inputs):
     shape, kernel, strides, dilations, pads = _geometry(ctx, node, x)
     a = node.attrs
     n = len(kernel)
-    cout, group = a.int("num_filter"), a.int("num_group", 1)
+    cout, group = a.required_int("num_filter"), a.int("num_group", 1)
     cin = shape[1]
     if cin % group or cout % group:
         raise ctx.fail(f"num_group {group} does not divide {cin} input / {cout} output channels")
@@ -78,7 +78,7 @@ def fully_connected(ctx, node, inputs):
     x = ctx.data(inputs[0])
     a = node.attrs
     shape = ctx.shape(x)
-    n = a.int("num_hidden")
+    n = a.required_int("num_hidden")
     flatten = a.bool("flatten", True)
     k = int(np.prod(shape[1:], dtype=np.int64)) if flatten else shape[-1]
     w = ctx.weight(inputs[1], [n, k], "weight")
@@ -101,9 +101,9 @@ def fully_connected(ctx, node, inputs):
 def embedding(ctx, node, inputs):
     x = ctx.data(inputs[0])
     a = node.attrs
-    w = ctx.weight(inputs[1], [a.int("input_dim"), a.int("output_dim")], "weight")
+    w = ctx.weight(inputs[1], [a.required_int("input_dim"), a.required_int("output_dim")], "weight")
     idx = x if ctx.dtype(x) == ir.DataType.INT64 else ctx.op("Cast", x, to=ir.DataType.INT64)
     # MXNet clips out-of-range indices.
     idx = ctx.op("Clip", idx, ctx.const(np.asarray(0, np.int64), "lo"),
-                 ctx.const(np.asarray(a.int("input_dim") - 1, np.int64), "hi"))
+                 ctx.const(np.asarray(a.required_int("input_dim") - 1, np.int64), "hi"))
     return [ctx.op("Gather", w, idx, axis=0)]

@@ -69,7 +69,7 @@ def rnn(ctx, node, inputs):
     if a.bool("use_sequence_length", False):
         raise ctx.fail("use_sequence_length is not supported")
     steps, batch, width = ctx.shape(x)
-    hidden, layers = a.int("state_size"), a.int("num_layers", 1)
+    hidden, layers = a.required_int("state_size"), a.int("num_layers", 1)
     dirs = 2 if a.bool("bidirectional", False) else 1
     gates = _GATES[mode]
     flat = ctx.data(inputs[1])

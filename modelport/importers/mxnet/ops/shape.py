@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from modelport.importers.mxnet.ops._util import norm_axis
+from modelport.importers.mxnet.symbol import BadNodeError
 from modelport.importers.mxnet.table import mxnet_op
 
 
@@ -35,7 +36,7 @@ def mxnet_reshape(src: tuple[int, ...], spec: tuple[int, ...], reverse: bool = F
             i += 1
         elif p == -1:
             if infer >= 0:
-                raise ValueError("more than one -1 in the shape")
+                raise BadNodeError("more than one -1 in the shape")
             infer = len(out)
             out.append(1)
             i += 1
@@ -53,21 +54,21 @@ def mxnet_reshape(src: tuple[int, ...], spec: tuple[int, ...], reverse: bool = F
             if d2 == -1:
                 d2 = src[i] // d1
             if d1 * d2 != src[i]:
-                raise ValueError(f"-4 split {d1}x{d2} does not match dim {src[i]}")
+                raise BadNodeError(f"-4 split {d1}x{d2} does not match dim {src[i]}")
             out += [d1, d2]
             i += 1
         elif p > 0:
             out.append(p)
             i += 1
         else:
-            raise ValueError(f"invalid shape code {p}")
+            raise BadNodeError(f"invalid shape code {p}")
         j += 1
     total = int(np.prod(src, dtype=np.int64))
     if infer >= 0:
         known = int(np.prod([d for k, d in enumerate(out) if k != infer], dtype=np.int64))
         out[infer] = total // known if known else 0
     if int(np.prod(out, dtype=np.int64)) != total:
-        raise ValueError(f"cannot reshape {list(src)} to {out}")
+        raise BadNodeError(f"cannot reshape {list(src)} to {out}")
     if reverse:
         out.reverse()
     return out
@@ -154,7 +155,7 @@ def slice_channel(ctx, node, inputs):
     x = ctx.data(inputs[0])
     a = node.attrs
     shape = ctx.shape(x)
-    n = a.int("num_outputs")
+    n = a.required_int("num_outputs")
     axis = norm_axis(a.int("axis", 1), len(shape))
     if shape[axis] % n:
         raise ctx.fail(f"cannot split dim {shape[axis]} into {n} equal parts")
@@ -201,7 +202,7 @@ def slice_(ctx, node, inputs):
 def slice_axis(ctx, node, inputs):
     x = ctx.data(inputs[0])
     a = node.attrs
-    axis = norm_axis(a.int("axis"), ctx.rank(x))
+    axis = norm_axis(a.required_int("axis"), ctx.rank(x))
     begin = a.int("begin", 0)
     end = a.int("end")
     if end is None:
@@ -297,7 +298,7 @@ def size_array(ctx, node, inputs):
 @mxnet_op("UpSampling")
 def upsampling(ctx, node, inputs):
     a = node.attrs
-    scale = a.int("scale")
+    scale = a.required_int("scale")
     kind = a.str("sample_type", "nearest")
     if kind == "bilinear":
         x = ctx.data(inputs[0])
