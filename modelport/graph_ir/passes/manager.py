@@ -116,7 +116,7 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
         # Rewrites may replace a graph output's Value with a new one; the output keeps its
         # name and position, and gets back the metadata (e.g. modelport.source_perm) here.
         output_meta = [(v.name, dict(v.metadata_props)) for v in model.graph.outputs]
-        _load_project_passes()
+        _load_project_passes(level)
         for p in inline_passes():
             _run(p, model, report)
         round_passes: list[ir.passes.PassBase] = [
@@ -154,14 +154,25 @@ def _named(p: ir.passes.PassBase, name: str) -> ir.passes.PassBase:
     return p
 
 
-def _load_project_passes() -> None:
-    """Import the modules whose passes register themselves (kept lazy: import costs time)."""
-    from modelport.graph_ir.passes import (  # noqa: F401
-        conv,
-        layout,
-        linear,
-        noops,
-        patterns,
-        recurrent,
-        shapes,
-    )
+# The modules whose passes register themselves, by the lowest level they register a pass at:
+# a level's run imports only the modules it needs (building some modules' rule sets costs a
+# quarter of a second; -O1 needs only the layout pass). tests/graph_ir/test_manager.py checks
+# this table against what each module registers.
+PASS_MODULES = {
+    "layout": 1,
+    "conv": 2,
+    "linear": 2,
+    "noops": 2,
+    "patterns": 2,
+    "recurrent": 2,
+    "shapes": 2,
+}
+
+
+def _load_project_passes(level: int = 2) -> None:
+    """Import the modules whose passes register themselves at ``level`` or below."""
+    import importlib
+
+    for module, lowest in PASS_MODULES.items():
+        if lowest <= level:
+            importlib.import_module(f"modelport.graph_ir.passes.{module}")

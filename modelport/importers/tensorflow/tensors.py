@@ -8,6 +8,8 @@ wrapped in lazy tensors that decode the message's bytes when the exporter asks f
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from modelport.graph_ir import lazy_tensor
@@ -58,7 +60,7 @@ def checked_shape(t) -> tuple[np.dtype, list[int], int]:
     shape = shape_of(t.tensor_shape) or []
     if any(d < 0 for d in shape):
         raise ValueError(f"a constant has an unknown dimension in its shape {shape}")
-    count = int(np.prod(shape, dtype=object)) if shape else 1
+    count = math.prod(shape)  # Python ints: no overflow
     if t.tensor_content:
         if np_dtype == np.dtype(object):
             raise ValueError("packed string tensors are not supported")
@@ -96,7 +98,7 @@ def to_array(t) -> np.ndarray:
 
 def element_count(t) -> int:
     shape = shape_of(t.tensor_shape) or []
-    return int(np.prod(shape, dtype=object)) if shape else 1
+    return math.prod(shape)
 
 
 def lazy_or_array(t, name: str):
