@@ -396,8 +396,42 @@ _SAME_SHAPE = frozenset({
     "Clip", "Floor", "Ceil", "HardSigmoid", "Sin", "Cos"})
 
 
+def _conv_shape(inputs, values, attrs) -> bool:
+    """Conv with explicit pads and static spatial sizes (what the TF translators emit)."""
+    if len(inputs) < 2 or len(values) != 1 or any(v is None or v.type is None or v.shape
+                                                  is None for v in inputs[:2]):
+        return False
+    x, w = inputs[0], inputs[1]
+    if attrs.get("auto_pad", "NOTSET") != "NOTSET" or len(x.shape) != len(w.shape):
+        return False
+    dims_x = [d if isinstance(d, int) else getattr(d, "value", None) for d in x.shape.dims]
+    m = len(dims_x) - 2
+    ws = w.shape.dims
+    if m < 1 or not all(isinstance(d, int) for d in [*dims_x[2:], *ws]):
+        return False
+    kernels = list(attrs.get("kernel_shape") or ws[2:])
+    strides = list(attrs.get("strides") or [1] * m)
+    dilations = list(attrs.get("dilations") or [1] * m)
+    pads = list(attrs.get("pads") or [0] * (2 * m))
+    if list(ws[2:]) != kernels or len(strides) != m or len(dilations) != m or len(pads) != 2 * m:
+        return False
+    out = []
+    for i in range(m):
+        size = dims_x[2 + i] + pads[i] + pads[m + i] - (kernels[i] - 1) * dilations[i] - 1
+        if size < 0:
+            return False
+        out.append(size // strides[i] + 1)
+    (y,) = values
+    y.type = ir.TensorType(x.type.dtype)
+    y.shape = ir.Shape([dims_x[0], ws[0], *out])
+    return True
+
+
 def _infer_simple(op_type: str, inputs, values, attrs) -> bool:
-    """Type and shape of a node whose output mirrors its input's; False if not one."""
+    """Type and shape of a node whose output mirrors its input's, or of a Conv; False if
+    neither (ONNX's shape inference then types it)."""
+    if op_type == "Conv":
+        return _conv_shape(inputs, values, attrs)
     if op_type not in _SAME_SHAPE and op_type != "Transpose":
         return False
     if len(values) != 1 or not inputs or inputs[0] is None or inputs[0].type is None:
