@@ -525,6 +525,7 @@ class Scope:
     function: bool = False
     values: dict[str, list] = dataclasses.field(default_factory=dict)
     returns: list[str] = dataclasses.field(default_factory=list)  # refs read from outside
+    orders: dict = dataclasses.field(default_factory=dict)  # _order's results
     _uses: dict[tuple[str, int], int] | None = None
 
     def uses(self, ref: str) -> int:
@@ -569,7 +570,16 @@ class Scope:
 
 
 def _order(scope: Scope, wanted: list[str], stops: set[str] = frozenset()) -> list[str]:
-    """Node names that ``wanted`` depend on (data inputs only), in a topological order."""
+    """Node names that ``wanted`` depend on (data inputs only), in a topological order
+    (computed once per body and request: checking, collecting and translating walk it)."""
+    key = (tuple(wanted), frozenset(stops))
+    cached = scope.orders.get(key)
+    if cached is None:
+        cached = scope.orders[key] = _walk_order(scope, wanted, stops)
+    return cached
+
+
+def _walk_order(scope: Scope, wanted: list[str], stops) -> list[str]:
     order, state = [], {}
     stack = [(n, False) for n in reversed(wanted)]
     while stack:
