@@ -24,7 +24,7 @@ import onnx_ir as ir
 from onnx import helper, numpy_helper
 
 from modelport.errors import InvalidModelError, ModelportError, UnsupportedOpsError
-from modelport.graph_ir import GraphBuilder
+from modelport.graph_ir import GraphBuilder, keep_open
 from modelport.graph_ir.metadata import SOURCE_PERM_KEY, io_key
 from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
@@ -824,6 +824,8 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
         if not value.uses() and value not in b.graph.outputs:
             del b.graph.initializers[name]  # weights that were re-laid-out or not needed
     model = b.build(doc=f"converted from TensorFlow {source.kind} {source.name!r}")
+    if source.mapping is not None:
+        keep_open(model, [source.mapping])  # weights read from it; the pipeline closes it
     model.metadata_props[IO_KEY] = json.dumps(io, separators=(",", ":"))
     return model
 

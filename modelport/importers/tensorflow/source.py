@@ -24,6 +24,7 @@ from modelport.importers.files import read_bytes
 from modelport.importers.registry import LoadOptions
 from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
 from modelport.importers.tensorflow.bundle import Checkpoint
+from modelport.importers.tensorflow.regions import const_regions
 from modelport.importers.tensorflow.tensors import shape_of
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -64,6 +65,9 @@ class Source:
     checkpoint: Checkpoint | None = None
     variables_prefix: str | None = None
     var_keys: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Large Consts of a memory-mapped GraphDef: node name -> byte range of tensor_content
+    regions: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    mapping: Any = None  # the Mapping those ranges are in
 
     def resource(self, node) -> Resource:
         nd = node.nd
@@ -165,20 +169,42 @@ def read_source(path: str, options: LoadOptions) -> Source:
     if not os.path.exists(path):
         raise InvalidModelError("no such file", path=path)
     mapped = _map_binary_graphdef(path)
+    regions: dict[str, tuple[int, int]] = {}
     if mapped is not None:
         try:
             with memoryview(mapped) as view:
                 graph = _parse_binary(pb.GraphDef(), view, path, "TensorFlow GraphDef")
+                regions = const_regions(view)
         finally:
-            mapped.close()
+            if not regions:
+                mapped.close()
     else:
         data = read_bytes(path)
         if is_saved_model(data):
             return read_saved_model(path, data, options)
         graph = _parse(pb.GraphDef(), data, path, "TensorFlow GraphDef")
     if not len(graph.node):
+        if regions:
+            mapped.close()
         raise InvalidModelError("is a GraphDef without nodes", path=path)
-    return graphdef_source(path, graph, options)
+    source = graphdef_source(path, graph, options)
+    if regions:
+        source.regions, source.mapping = regions, Mapping(mapped)
+    return source
+
+
+class Mapping:
+    """The memory-mapped GraphDef file that lazy weights read (see :mod:`.regions`); closed
+    by the pipeline after export (``graph_ir.close_sources``)."""
+
+    def __init__(self, mm: mmap.mmap) -> None:
+        self.mm = mm
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:  # an array still views it: the mapping goes with the last one
+            pass
 
 
 def _tensor_name(name: str) -> str:

@@ -101,6 +101,31 @@ def element_count(t) -> int:
     return math.prod(shape)
 
 
+def lazy_from_region(t, name: str, mapping, region: tuple[int, int]):
+    """A large TensorProto whose ``tensor_content`` lies at ``region`` of the memory-mapped
+    file ``mapping`` (see :mod:`.regions`): a lazy tensor viewing those bytes when read (no
+    copy until it is re-laid-out or written); None if the region does not hold exactly the
+    tensor's declared size (the parsed message is then read, with its checks)."""
+    try:
+        np_dtype = dtypes.to_numpy(t.dtype)
+    except Exception:
+        return None
+    shape = shape_of(t.tensor_shape) or []
+    if np_dtype == np.dtype(object) or any(d < 0 for d in shape):
+        return None
+    count = math.prod(shape)
+    start, end = region
+    if count <= _SMALL or end - start != count * np_dtype.itemsize:
+        return None
+    mm = mapping.mm
+
+    def read(mm=mm, dtype=np_dtype, count=count, start=start, shape=shape):
+        data = np.frombuffer(mm, dtype=dtype.newbyteorder("<"), count=count, offset=start)
+        return data.astype(dtype, copy=False).reshape(shape)
+
+    return lazy_tensor(read, dtypes.to_ir(t.dtype), shape, name=name)
+
+
 def lazy_or_array(t, name: str):
     """A small TensorProto decoded now, a large one as a lazy tensor reading it on demand
     (its declared size checked now, so that reading it later cannot fail)."""
