@@ -24,7 +24,7 @@ from modelport.importers.files import read_bytes
 from modelport.importers.registry import LoadOptions
 from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
 from modelport.importers.tensorflow.bundle import Checkpoint
-from modelport.importers.tensorflow.regions import const_regions
+from modelport.importers.tensorflow.regions import scan
 from modelport.importers.tensorflow.tensors import shape_of
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -66,6 +66,7 @@ class Source:
     variables_prefix: str | None = None
     var_keys: dict[str, str] = dataclasses.field(default_factory=dict)
     # Large Consts of a memory-mapped GraphDef: node name -> byte range of tensor_content
+    # (those nodes were parsed without it: their value is read from the mapping)
     regions: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
     mapping: Any = None  # the Mapping those ranges are in
 
@@ -173,8 +174,10 @@ def read_source(path: str, options: LoadOptions) -> Source:
     if mapped is not None:
         try:
             with memoryview(mapped) as view:
-                graph = _parse_binary(pb.GraphDef(), view, path, "TensorFlow GraphDef")
-                regions = const_regions(view)
+                # the large weights stay in the file; the rest (a few MB) is parsed
+                regions, stripped = scan(view)
+                graph = _parse_binary(pb.GraphDef(), view if stripped is None else stripped,
+                                      path, "TensorFlow GraphDef")
         finally:
             if not regions:
                 mapped.close()

@@ -101,28 +101,30 @@ def element_count(t) -> int:
     return math.prod(shape)
 
 
-def lazy_from_region(t, name: str, mapping, region: tuple[int, int]):
-    """A large TensorProto whose ``tensor_content`` lies at ``region`` of the memory-mapped
-    file ``mapping`` (see :mod:`.regions`): a lazy tensor viewing those bytes when read (no
-    copy until it is re-laid-out or written); None if the region does not hold exactly the
-    tensor's declared size (the parsed message is then read, with its checks)."""
-    try:
-        np_dtype = dtypes.to_numpy(t.dtype)
-    except Exception:
-        return None
+def from_region(t, name: str, mapping, region: tuple[int, int]):
+    """The value of a Const whose ``tensor_content`` was left out of the parsed message and
+    lies at ``region`` of the memory-mapped file (see :mod:`.regions`): decoded now if small,
+    else a lazy tensor viewing those bytes when read (no copy until it is re-laid-out or
+    written). The same checks as for a parsed constant (ValueError)."""
+    np_dtype = dtypes.to_numpy(t.dtype)
+    if np_dtype == np.dtype(object):
+        raise ValueError("packed string tensors are not supported")
     shape = shape_of(t.tensor_shape) or []
-    if np_dtype == np.dtype(object) or any(d < 0 for d in shape):
-        return None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"a constant has an unknown dimension in its shape {shape}")
     count = math.prod(shape)
     start, end = region
-    if count <= _SMALL or end - start != count * np_dtype.itemsize:
-        return None
+    if end - start != count * np_dtype.itemsize:
+        raise ValueError(f"tensor_content holds {end - start} bytes for shape "
+                         f"{shape} of {np_dtype} ({count * np_dtype.itemsize} bytes)")
     mm = mapping.mm
 
     def read(mm=mm, dtype=np_dtype, count=count, start=start, shape=shape):
         data = np.frombuffer(mm, dtype=dtype.newbyteorder("<"), count=count, offset=start)
         return data.astype(dtype, copy=False).reshape(shape)
 
+    if count <= _SMALL:
+        return np.array(read())  # a copy: the mapping is closed after the conversion
     return lazy_tensor(read, dtypes.to_ir(t.dtype), shape, name=name)
 
 

@@ -80,24 +80,54 @@ def test_regions_are_what_the_parser_keeps():
         4, pb.VersionDef(producer=1).SerializeToString())
     graph = pb.GraphDef()
     graph.ParseFromString(data)
-    found = regions.const_regions(memoryview(data))
-
     parsed = {nd.name: nd for nd in graph.node}
     assert set(parsed) == set(nodes)
-    want = {name for name, nd in parsed.items() if nd.op == "Const"
-            and nd.attr["value"].WhichOneof("value") == "tensor"
-            and len(nd.attr["value"].tensor.tensor_content) >= 4096}
-    assert set(found) == want == {"plain", "replaced", "merged", "merged_keeps", "renamed"}
-    for name, (start, end) in found.items():
-        assert data[start:end] == parsed[name].attr["value"].tensor.tensor_content, name
+
+    # node by node: the content range is the parser's tensor_content
+    found = {}
+    for body in nodes.values():
+        result = regions._node(memoryview(body), 0, len(body))
+        if result is not None:
+            name, (start, end), _ = result
+            found[name] = body[start:end]
+    want = {name: nd.attr["value"].tensor.tensor_content for name, nd in parsed.items()
+            if nd.op == "Const" and nd.attr["value"].WhichOneof("value") == "tensor"
+            and nd.attr["value"].tensor.tensor_content}
+    assert set(want) == {"plain", "replaced", "merged", "merged_keeps", "renamed", "small"}
+    assert found == want
+
+    # a file with Consts of unusual shapes is parsed whole, not stripped
+    assert regions.scan(memoryview(data)) == ({}, None)
+
+
+def test_stripped_graphdef_is_the_graphdef_without_the_contents():
+    rng = np.random.default_rng(1)
+    bodies = [_const(f"w{i}", rng.standard_normal(n).astype(np.float32).tobytes())
+              for i, n in enumerate((2048, 16, 5000))]
+    bodies.insert(1, pb.NodeDef(name="x", op="Placeholder").SerializeToString())
+    data = (_ld(4, pb.VersionDef(producer=7).SerializeToString())
+            + b"".join(_ld(1, b) for b in bodies) + b"\x18\x05")  # GraphDef.version = 5
+    found, stripped = regions.scan(memoryview(data))
+    assert set(found) == {"w0", "w2"}  # w1 is small
+    original, short = pb.GraphDef(), pb.GraphDef()
+    original.ParseFromString(data)
+    short.ParseFromString(stripped)
+    assert len(stripped) < len(data) - 7000 * 4
+    for nd in original.node:
+        if nd.name in found:
+            start, end = found[nd.name]
+            assert data[start:end] == nd.attr["value"].tensor.tensor_content
+            nd.attr["value"].tensor.tensor_content = b""
+    assert short == original
 
 
 def test_truncated_or_odd_files_give_no_regions():
     body = _const("w", np.zeros(2048, np.float32).tobytes())
     data = _ld(1, body)
-    assert set(regions.const_regions(memoryview(data))) == {"w"}
-    assert regions.const_regions(memoryview(data[:-10])) == {}  # length past the end
-    assert regions.const_regions(memoryview(b"\x0b" + data)) == {}  # a group: not expected
+    found, stripped = regions.scan(memoryview(data))
+    assert set(found) == {"w"} and stripped is not None
+    assert regions.scan(memoryview(data[:-10])) == ({}, None)  # length past the end
+    assert regions.scan(memoryview(b"\x0b" + data)) == ({}, None)  # a group: not expected
 
 
 def test_mapped_graphdef_converts_and_matches_tensorflow(tf, tmp_path, monkeypatch):
@@ -117,18 +147,46 @@ def test_mapped_graphdef_converts_and_matches_tensorflow(tf, tmp_path, monkeypat
     monkeypatch.setattr(regions, "MIN_NODE_BYTES", 64)
     monkeypatch.setattr(tensors, "_SMALL", 16)
     used = []
-    original = tensors.lazy_from_region
+    original = tensors.from_region
 
     def counting(*args):
-        result = original(*args)
-        used.append(result is not None)
-        return result
+        used.append(args[1])
+        return original(*args)
 
-    monkeypatch.setattr("modelport.importers.tensorflow.ops.array.lazy_from_region", counting)
+    monkeypatch.setattr("modelport.importers.tensorflow.ops.array.from_region", counting)
     convert(case.src, tmp_path / "mapped.onnx", force=True)
-    assert sum(used) >= 5, used  # the convolution kernels at least
+    assert len(used) >= 5, used  # the convolution kernels at least
 
     (name, feed), = case.feeds.items()
     (key, want), = case.expected.items()
     got = run_onnx(tmp_path / "mapped.onnx", {name: feed})
     assert_close(got[key], want, case.rtol, case.atol)
+
+
+def test_mapped_constant_of_the_wrong_size_is_refused_in_one_line(tmp_path, monkeypatch):
+    import pytest
+
+    from modelport.convert.pipeline import convert
+    from modelport.errors import InvalidModelError
+
+    g = pb.GraphDef()
+    x = g.node.add(name="x", op="Placeholder")
+    x.attr["dtype"].type = 1
+    for d in (1024, 2):
+        x.attr["shape"].shape.dim.add(size=d)
+    c = g.node.add(name="c", op="Const")
+    c.attr["dtype"].type = 1
+    c.attr["value"].tensor.CopyFrom(_tensor(b"\0" * (2048 * 4 - 4), 2048))
+    c.attr["value"].tensor.tensor_shape.dim[0].size = 1024
+    c.attr["value"].tensor.tensor_shape.dim.add(size=2)
+    y = g.node.add(name="y", op="AddV2", input=["x", "c"])
+    y.attr["T"].type = 1
+    src = tmp_path / "short.pb"
+    src.write_bytes(g.SerializeToString())
+    monkeypatch.setattr(source, "MAP_MIN_BYTES", 0)
+    monkeypatch.setattr(regions, "MIN_NODE_BYTES", 64)
+    with pytest.raises(InvalidModelError) as info:
+        convert(src, tmp_path / "o.onnx")
+    message = str(info.value)
+    assert "short.pb" in message and "tensor_content holds 8188 bytes" in message, message
+    assert "\n" not in message
