@@ -2,7 +2,8 @@
 
 -O0 runs nothing. -O1 (default) inlines functions, then repeats [constant folding, the default
 rewrite rules, registered project passes, clean-up] until nothing changes (at most
-``MAX_ROUNDS`` rounds). -O2 adds the extra rule sets of :mod:`.fusions`.
+``MAX_ROUNDS`` rounds; a pass that found nothing is skipped until another pass changes the
+graph). -O2 adds the extra rule sets of :mod:`.fusions`.
 """
 
 from __future__ import annotations
@@ -75,10 +76,15 @@ class OptimizeReport:
         return d
 
 
+# Standard operators that hold subgraphs; nodes of other domains may too.
+_SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+
+
 def _count_graph(graph: ir.Graph) -> int:
-    n = 0
+    n = len(graph)
     for node in graph:
-        n += 1
+        if node.op_type not in _SUBGRAPH_OPS and node.domain in ("", "ai.onnx"):
+            continue
         for attr in node.attributes.values():
             if attr.type == ir.AttributeType.GRAPH:
                 n += _count_graph(attr.value)
@@ -140,10 +146,21 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
               sorted(_REGISTERED, key=lambda r: r[1] in _LATE) if level >= lvl),
             *cleanup_passes(),
         ]
+        # A pass that found nothing to do is not run again until another pass has changed
+        # the graph (the passes are deterministic: on the same graph it would find nothing).
+        version = 0  # bumped by every run that changes the graph
+        idle_at: dict[int, int] = {}  # id(pass) -> version at its last run that changed nothing
         for rounds in range(1, MAX_ROUNDS + 1):
             changed = False
             for p in round_passes:
-                changed |= _run(p, model, report)
+                if idle_at.get(id(p)) == version:
+                    continue
+                if _run(p, model, report):
+                    version += 1
+                    changed = True
+                    idle_at.pop(id(p), None)
+                else:
+                    idle_at[id(p)] = version
             report.rounds = rounds
             if not changed:
                 break
