@@ -3,7 +3,8 @@
 ResNet-50 (``keras.applications``, ``weights=None``, Keras 3 on TensorFlow, seeded) is written
 twice: frozen to a ``.pb`` with ``convert_variables_to_constants_v2`` (input 1x224x224x3) and
 exported as a SavedModel with ``model.export()``. Each converter runs in its own process on the
-same files, ``--repeat`` times, round-robin, each run after an ``os.sync()``; the table gives:
+same files, ``--repeat`` times, round-robin, each run after removing the previous run's output
+and an ``os.sync()``; the table gives:
 
 * wall time, median (process start to exit, interpreter start-up included);
 * CPU time (user + system) of the converting process, median: less disturbed by other load on
@@ -156,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                 for tool, cmd in runs.items():
                     if tool in failed:
                         continue
+                    # the previous run's output is removed first: freeing its 100 MB is
+                    # not part of converting (both tools would otherwise pay it)
+                    for arg in cmd:
+                        if arg.startswith(tmp) and arg.endswith(".onnx") and os.path.exists(arg):
+                            os.remove(arg)
                     os.sync()
                     before = _children_cpu()
                     try:
