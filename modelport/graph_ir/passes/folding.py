@@ -4,7 +4,9 @@ with node-level shape inference), bounded so that folding never materialises lar
 At -O2, :class:`FoldConstantSplitPass` also folds ``Split`` of a constant, which the folder
 leaves alone because it has several outputs (exporters split fused QKV weights that way).
 
-Two guards on top of the folder, both found by running the ONNX backend test suite:
+Shape inference is skipped for nodes whose inputs and outputs are already fully typed (it
+could only find the same again). Two guards on top of the folder, both found by running the
+ONNX backend test suite:
 - its partial evaluators of sequence ops emit opset-13 forms (Unsqueeze/Split with an axes
   input), so they are skipped on graphs older than opset 13;
 - an evaluator that raises on an unusual node leaves that node unfolded instead of aborting
@@ -33,7 +35,24 @@ OUTPUT_SIZE_LIMIT = 1 << 20
 _OPSET13_EVALUATORS = {"SequenceConstruct", "ConcatFromSequence", "SplitToSequence", "SequenceAt"}
 
 
+def _typed(value: ir.Value | None) -> bool:
+    """Type and every dimension known (an int or a named symbol)."""
+    if value is None or value.type is None or value.shape is None:
+        return False
+    return all(isinstance(d, int) or getattr(d, "value", None) is not None
+               for d in value.shape.dims)
+
+
 class GuardedFoldConstantsPass(FoldConstantsPass):
+    def _do_inference(self, node: ir.Node) -> None:
+        # The folder infers each node's output types again on every run (the manager runs it
+        # each round); a node whose outputs are all fully typed already has nothing to gain,
+        # and on a CNN that is nearly every node after the first round.
+        if node.outputs and all(_typed(o) for o in node.outputs) and \
+                all(_typed(i) for i in node.inputs if i is not None):
+            return
+        super()._do_inference(node)
+
     def process_node(self, node: ir.Node, is_function: bool):  # type: ignore[override]
         if (
             node.domain == ""

@@ -2,7 +2,8 @@
 
 -O0 runs nothing. -O1 (default) inlines functions, then repeats [constant folding, the default
 rewrite rules, registered project passes, clean-up] until nothing changes (at most
-``MAX_ROUNDS`` rounds). -O2 adds the extra rule sets of :mod:`.fusions`.
+``MAX_ROUNDS`` rounds; a pass that found nothing is skipped until another pass changes the
+graph). -O2 adds the extra rule sets of :mod:`.fusions`.
 """
 
 from __future__ import annotations
@@ -75,23 +76,27 @@ class OptimizeReport:
         return d
 
 
-def _count(model: ir.Model) -> int:
-    return _count_graph(model.graph)
+# Standard operators that hold subgraphs; nodes of other domains may too.
+_SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 
 
 def _count_graph(graph: ir.Graph) -> int:
-    # What sum(1 for _ in graph.all_nodes()) counts, several times as fast: the manager counts
-    # before and after every pass run. (Attributes is a UserDict: its ``data`` dict iterates
-    # without the Mapping ABC's per-item overhead.)
-    n = 0
+    n = len(graph)
     for node in graph:
-        n += 1
-        for attr in node.attributes.data.values():
-            if attr.type is ir.AttributeType.GRAPH:
+        if node.op_type not in _SUBGRAPH_OPS and node.domain in ("", "ai.onnx"):
+            continue
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
                 n += _count_graph(attr.value)
-            elif attr.type is ir.AttributeType.GRAPHS:
+            elif attr.type == ir.AttributeType.GRAPHS:
                 n += sum(_count_graph(g) for g in attr.value)
     return n
+
+
+def _count(model: ir.Model) -> int:
+    """Nodes of the main graph and its subgraphs (what ``graph.all_nodes()`` yields, counted
+    without its generic iterator: the manager counts before and after every pass)."""
+    return _count_graph(model.graph)
 
 
 def _pass_name(p: ir.passes.PassBase) -> str:
@@ -141,10 +146,21 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
               sorted(_REGISTERED, key=lambda r: r[1] in _LATE) if level >= lvl),
             *cleanup_passes(),
         ]
+        # A pass that found nothing to do is not run again until another pass has changed
+        # the graph (the passes are deterministic: on the same graph it would find nothing).
+        version = 0  # bumped by every run that changes the graph
+        idle_at: dict[int, int] = {}  # id(pass) -> version at its last run that changed nothing
         for rounds in range(1, MAX_ROUNDS + 1):
             changed = False
             for p in round_passes:
-                changed |= _run(p, model, report)
+                if idle_at.get(id(p)) == version:
+                    continue
+                if _run(p, model, report):
+                    version += 1
+                    changed = True
+                    idle_at.pop(id(p), None)
+                else:
+                    idle_at[id(p)] = version
             report.rounds = rounds
             if not changed:
                 break
@@ -169,19 +185,25 @@ def _named(p: ir.passes.PassBase, name: str) -> ir.passes.PassBase:
     return p
 
 
-def _load_project_passes(level: int) -> None:
-    """Import the modules whose passes register themselves (kept lazy: import costs time).
+# The modules whose passes register themselves, by the lowest level they register a pass at:
+# a level's run imports only the modules it needs (building some modules' rule sets costs a
+# quarter of a second; -O1 needs only the layout pass). tests/graph_ir/test_manager.py checks
+# this table against what each module registers.
+PASS_MODULES = {
+    "layout": 1,
+    "conv": 2,
+    "linear": 2,
+    "noops": 2,
+    "patterns": 2,
+    "recurrent": 2,
+    "shapes": 2,
+}
 
-    Only the layout pass runs at -O1; the -O2 modules are imported for -O2 only (building
-    their rewrite-rule sets takes about a tenth of a second, a sixth of a small conversion)."""
-    from modelport.graph_ir.passes import layout  # noqa: F401
 
-    if level >= 2:
-        from modelport.graph_ir.passes import (  # noqa: F401
-            conv,
-            linear,
-            noops,
-            patterns,
-            recurrent,
-            shapes,
-        )
+def _load_project_passes(level: int = 2) -> None:
+    """Import the modules whose passes register themselves at ``level`` or below."""
+    import importlib
+
+    for module, lowest in PASS_MODULES.items():
+        if lowest <= level:
+            importlib.import_module(f"modelport.graph_ir.passes.{module}")

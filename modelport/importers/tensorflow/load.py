@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ import onnx_ir as ir
 from onnx import helper, numpy_helper
 
 from modelport.errors import InvalidModelError, ModelportError, UnsupportedOpsError
-from modelport.graph_ir import GraphBuilder
+from modelport.graph_ir import GraphBuilder, keep_open
 from modelport.graph_ir.metadata import SOURCE_PERM_KEY, io_key
 from modelport.importers.optable import load_translators
 from modelport.importers.registry import LoadOptions
@@ -36,6 +37,7 @@ from modelport.importers.tensorflow.tensors import lazy_or_array, shape_of, to_a
 load_translators("modelport.importers.tensorflow.ops")
 
 IO_KEY = io_key("tensorflow")
+VECTOR_FOLD_LIMIT = 1 << 14  # and vectors (one dim > 1) up to this many
 FOLD_LIMIT = 1 << 16  # constant inputs up to this many elements are evaluated when translating
 CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
 INPUT_OPS = ("Placeholder",)
@@ -133,8 +135,25 @@ class Context:
         self.options = options
         self.path = source.path
         self.node: Node | None = None
+        self.scope: Scope | None = None  # the body the current node belongs to
+        self.translator: Translator | None = None
         self._variables: dict[str, ir.Value] = {}
         self._evaluator = None
+
+    def tf_input(self, nd, k: int):
+        """The NodeDef producing the ``k``-th data input of NodeDef ``nd`` (of the current
+        body) and that input's translated value; (None, value) for a function argument."""
+        refs = [r for r in nd.input if not r.startswith("^")]
+        name, idx = self.scope.parse(refs[k])
+        producer = None if idx == -1 else self.scope.nodes.get(name)
+        return producer, self.translator.value(self.scope, refs[k])
+
+    def sole_reader(self, k: int = 0) -> bool:
+        """True when the current node is the only reader of its ``k``-th data input (no other
+        node, no graph or function output reads that tensor): the translator may then fuse
+        the op producing it, leaving nothing computed twice."""
+        refs = [r for r in self.node.nd.input if not r.startswith("^")]
+        return self.scope is not None and k < len(refs) and self.scope.uses(refs[k]) == 1
 
     # -- errors --------------------------------------------------------------------------------
     def fail(self, message: str) -> InvalidModelError:
@@ -148,17 +167,23 @@ class Context:
         tensor = value.const_value if isinstance(value, ir.Value) else None
         if tensor is None:
             return None
-        size = int(np.prod(tensor.shape.numpy(), dtype=np.int64)) if tensor.shape else 1
+        size = math.prod(tensor.shape.dims) if tensor.shape else 1
         if size > FOLD_LIMIT:
             return None
         return tensor.numpy()
 
     @staticmethod
     def _small(value: ir.Value) -> bool:
-        """Small enough to evaluate while translating (shape arithmetic, not weights: those
-        stay lazy and are folded, if at all, by the optimiser)."""
+        """Small enough to evaluate while translating: shape arithmetic, and vectors such as
+        the per-channel scale and shift that a decomposed BatchNorm computes from its
+        statistics (then folded into the convolution before it). Not weights: those stay lazy
+        and are folded, if at all, by the optimiser."""
         t = value.const_value
-        return t is not None and int(np.prod(t.shape.numpy(), dtype=np.int64)) <= 1024
+        if t is None:
+            return False
+        dims = t.shape.dims
+        size = math.prod(dims)
+        return size <= 1024 or (size <= VECTOR_FOLD_LIMIT and sum(d > 1 for d in dims) <= 1)
 
     def need_const(self, value: ir.Value, what: str) -> np.ndarray:
         arr = self.const_array(value)
@@ -229,9 +254,10 @@ class Context:
         folded = self._fold(op_type, inputs, outputs, attrs)
         if folded is not None:
             return folded[0] if outputs == 1 else tuple(folded)
-        result = self.b.op(op_type, *inputs, outputs=outputs, **attrs)
+        result = self.b.op(op_type, *inputs, outputs=outputs, **_ir_attrs(attrs))
         values = [result] if outputs == 1 else list(result)
-        self._infer(op_type, inputs, values, attrs)
+        if not _infer_simple(op_type, inputs, values, attrs):
+            self._infer(op_type, inputs, values, attrs)
         return result
 
     _NO_FOLD = frozenset({"RandomUniform", "RandomNormal", "RandomUniformLike",
@@ -251,6 +277,17 @@ class Context:
             if arr is None:
                 return None
             arrays.append(arr)
+        fast = _NUMPY_FOLDS.get(op_type)
+        if fast is not None and outputs == 1:
+            try:
+                result = fast(arrays, attrs)
+            except Exception:  # (the reference evaluator below decides)
+                result = None
+            if result is not None:
+                result = np.asarray(result)
+                if result.size > FOLD_LIMIT:
+                    return None
+                return [self.const(result, f"{op_type}_folded")]
         names = [f"i{k}" if a is not None else "" for k, a in enumerate(arrays)]
         outs = [f"o{k}" for k in range(outputs)]
         try:
@@ -330,6 +367,152 @@ class Context:
         return value
 
 
+# ---- fast paths of Context.op -------------------------------------------------------------------
+# Most nodes an importer emits have int, float, string or int-list attributes, and a shape that
+# follows from their input's (Transpose, activations); building those directly, without
+# onnx_ir's attribute type inference (slow protocol checks) and ONNX's per-node shape inference,
+# halves the translation time of a CNN. Anything else takes the general path.
+
+def _ir_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in attrs.items():
+        if isinstance(v, bool) or isinstance(v, (int, np.integer)):
+            out[k] = ir.AttrInt64(k, int(v))
+        elif isinstance(v, (float, np.floating)):
+            out[k] = ir.AttrFloat32(k, float(v))
+        elif isinstance(v, str):
+            out[k] = ir.AttrString(k, v)
+        elif isinstance(v, (list, tuple)) and v and all(
+                isinstance(e, (int, np.integer)) for e in v):
+            out[k] = ir.AttrInt64s(k, [int(e) for e in v])
+        else:
+            out[k] = v
+    return out
+
+
+_SAME_SHAPE = frozenset({
+    "Relu", "Sigmoid", "Tanh", "Elu", "Selu", "Softplus", "Softsign", "Erf", "Exp", "Log",
+    "Neg", "Abs", "Sqrt", "Reciprocal", "Identity", "LeakyRelu", "Softmax", "LogSoftmax",
+    "Clip", "Floor", "Ceil", "HardSigmoid", "Sin", "Cos"})
+
+
+def _conv_shape(inputs, values, attrs) -> bool:
+    """Conv with explicit pads and static spatial sizes (what the TF translators emit)."""
+    if len(inputs) < 2 or len(values) != 1 or any(v is None or v.type is None or v.shape
+                                                  is None for v in inputs[:2]):
+        return False
+    x, w = inputs[0], inputs[1]
+    if attrs.get("auto_pad", "NOTSET") != "NOTSET" or len(x.shape) != len(w.shape):
+        return False
+    dims_x = [d if isinstance(d, int) else getattr(d, "value", None) for d in x.shape.dims]
+    m = len(dims_x) - 2
+    ws = w.shape.dims
+    if m < 1 or not all(isinstance(d, int) for d in [*dims_x[2:], *ws]):
+        return False
+    kernels = list(attrs.get("kernel_shape") or ws[2:])
+    strides = list(attrs.get("strides") or [1] * m)
+    dilations = list(attrs.get("dilations") or [1] * m)
+    pads = list(attrs.get("pads") or [0] * (2 * m))
+    if list(ws[2:]) != kernels or len(strides) != m or len(dilations) != m or len(pads) != 2 * m:
+        return False
+    out = []
+    for i in range(m):
+        size = dims_x[2 + i] + pads[i] + pads[m + i] - (kernels[i] - 1) * dilations[i] - 1
+        if size < 0:
+            return False
+        out.append(size // strides[i] + 1)
+    (y,) = values
+    y.type = ir.TensorType(x.type.dtype)
+    y.shape = ir.Shape([dims_x[0], ws[0], *out])
+    return True
+
+
+def _infer_simple(op_type: str, inputs, values, attrs) -> bool:
+    """Type and shape of a node whose output mirrors its input's, or of a Conv; False if
+    neither (ONNX's shape inference then types it)."""
+    if op_type == "Conv":
+        return _conv_shape(inputs, values, attrs)
+    if op_type not in _SAME_SHAPE and op_type != "Transpose":
+        return False
+    if len(values) != 1 or not inputs or inputs[0] is None or inputs[0].type is None:
+        return False
+    x, (y,) = inputs[0], values
+    y.type = ir.TensorType(x.type.dtype)
+    if x.shape is None:
+        return True
+    dims = [d if isinstance(d, int) else getattr(d, "value", None) for d in x.shape.dims]
+    if op_type == "Transpose":
+        perm = attrs.get("perm")
+        perm = list(range(len(dims)))[::-1] if perm is None else [int(p) for p in perm]
+        if sorted(perm) != list(range(len(dims))):
+            return False
+        dims = [dims[p] for p in perm]
+    y.shape = ir.Shape(dims)
+    return True
+
+
+def _reshape(arrays, attrs):
+    x, shape = arrays
+    if attrs.get("allowzero"):
+        return None
+    target = [x.shape[i] if s == 0 else int(s) for i, s in enumerate(shape.reshape(-1))]
+    return x.reshape(target)
+
+
+def _axes(arrays, attrs) -> list[int] | None:
+    if len(arrays) > 1 and arrays[1] is not None:
+        return [int(a) for a in arrays[1].reshape(-1)]
+    axes = attrs.get("axes")
+    return None if axes is None else [int(a) for a in axes]
+
+
+def _squeeze(arrays, attrs):
+    axes = _axes(arrays, attrs)
+    return np.squeeze(arrays[0]) if axes is None else np.squeeze(arrays[0], tuple(axes))
+
+
+def _unsqueeze(arrays, attrs):
+    axes = _axes(arrays, attrs)
+    if axes is None:
+        return None
+    rank = arrays[0].ndim + len(axes)
+    return np.reshape(arrays[0], _unsqueezed(arrays[0].shape, sorted(a % rank for a in axes)))
+
+
+def _unsqueezed(shape, axes):
+    dims = list(shape)
+    for a in axes:
+        dims.insert(a, 1)
+    return dims
+
+
+def _same_type(fn, floats_only=False):
+    """An element-wise numpy function applied when ONNX would see one dtype (as it requires)."""
+    def fold(arrays, attrs):
+        if any(a is None for a in arrays) or len({a.dtype for a in arrays}) != 1:
+            return None
+        if floats_only and arrays[0].dtype.kind != "f":
+            return None
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(*arrays)).astype(arrays[0].dtype, copy=False)
+
+    return fold
+
+
+_NUMPY_FOLDS = {
+    "Reshape": _reshape,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Add": _same_type(np.add),
+    "Sub": _same_type(np.subtract),
+    "Mul": _same_type(np.multiply),
+    "Div": _same_type(np.divide, floats_only=True),
+    "Sqrt": _same_type(np.sqrt, floats_only=True),
+    "Reciprocal": _same_type(np.reciprocal, floats_only=True),
+    "Neg": _same_type(np.negative),
+}
+
+
 # ---- walking the graph ------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -341,6 +524,26 @@ class Scope:
     args: dict[str, Any] = dataclasses.field(default_factory=dict)  # function arg -> value
     function: bool = False
     values: dict[str, list] = dataclasses.field(default_factory=dict)
+    returns: list[str] = dataclasses.field(default_factory=list)  # refs read from outside
+    orders: dict = dataclasses.field(default_factory=dict)  # _order's results
+    _uses: dict[tuple[str, int], int] | None = None
+
+    def uses(self, ref: str) -> int:
+        """How many data inputs in this body (and outputs of it) read tensor ``ref``."""
+        if self._uses is None:
+            counts: dict[tuple[str, int], int] = {}
+            for nd in self.nodes.values():
+                for r in nd.input:
+                    parsed = self.parse(r)
+                    if parsed is not None:
+                        counts[parsed] = counts.get(parsed, 0) + 1
+            for r in self.returns:
+                parsed = self.parse(r)
+                if parsed is not None:
+                    counts[parsed] = counts.get(parsed, 0) + 1
+            self._uses = counts
+        parsed = self.parse(ref)
+        return 0 if parsed is None else self._uses.get(parsed, 0)
 
     def parse(self, ref: str) -> tuple[str, int] | None:
         """(node name, output index) of a data input; None for a control input."""
@@ -367,7 +570,16 @@ class Scope:
 
 
 def _order(scope: Scope, wanted: list[str], stops: set[str] = frozenset()) -> list[str]:
-    """Node names that ``wanted`` depend on (data inputs only), in a topological order."""
+    """Node names that ``wanted`` depend on (data inputs only), in a topological order
+    (computed once per body and request: checking, collecting and translating walk it)."""
+    key = (tuple(wanted), frozenset(stops))
+    cached = scope.orders.get(key)
+    if cached is None:
+        cached = scope.orders[key] = _walk_order(scope, wanted, stops)
+    return cached
+
+
+def _walk_order(scope: Scope, wanted: list[str], stops) -> list[str]:
     order, state = [], {}
     stack = [(n, False) for n in reversed(wanted)]
     while stack:
@@ -401,6 +613,7 @@ class Translator:
         self.source = source
         self.options = options
         self.ctx = ctx
+        ctx.translator = self
         self.tf1: dict = {}  # TF 1 loop frames and conds, by the node that stands for them
 
     # -- checking every op first -----------------------------------------------------------------
@@ -458,7 +671,11 @@ class Translator:
                                         path=self.source.path)
             node = Node(nd, scope.prefix + name)
             inputs = [self.value(scope, r) for r in nd.input if not r.startswith("^")]
-            scope.values[name] = self.translate(node, inputs)
+            previous, self.ctx.scope = self.ctx.scope, scope
+            try:
+                scope.values[name] = self.translate(node, inputs)
+            finally:
+                self.ctx.scope = previous
 
     def translate(self, node: Node, inputs: list) -> list:
         ctx = self.ctx
@@ -508,7 +725,8 @@ class Translator:
 def function_scope(fn, prefix: str, inputs: list) -> Scope:
     args = {a.name: v for a, v in zip(fn.signature.input_arg, inputs)} if inputs else {
         a.name: None for a in fn.signature.input_arg}
-    return Scope({nd.name: nd for nd in fn.node_def}, prefix, args, function=True)
+    return Scope({nd.name: nd for nd in fn.node_def}, prefix, args, function=True,
+                 returns=[fn.ret[a.name] for a in fn.signature.output_arg])
 
 
 # ---- the whole graph --------------------------------------------------------------------------
@@ -519,6 +737,7 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
     tr = Translator(source, options, ctx)
     nodes, tr.tf1 = control.rewrite_tf1(source.nodes, source.path)
     main = Scope(nodes, "")
+    main.returns = [t.tensor for t in source.outputs]
 
     inputs = source.inputs  # list[TensorRef]
     outputs = source.outputs
@@ -600,12 +819,26 @@ def build(source: Source, options: LoadOptions) -> ir.Model:
                                     path=source.path)
         out = b.output(value, t.name)
         io["outputs"][out.name] = t.tensor
+    _sweep_dead_nodes(b.graph)
     for name, value in list(b.graph.initializers.items()):
         if not value.uses() and value not in b.graph.outputs:
             del b.graph.initializers[name]  # weights that were re-laid-out or not needed
     model = b.build(doc=f"converted from TensorFlow {source.kind} {source.name!r}")
+    if source.mapping is not None:
+        keep_open(model, [source.mapping])  # weights read from it; the pipeline closes it
     model.metadata_props[IO_KEY] = json.dumps(io, separators=(",", ":"))
     return model
+
+
+def _sweep_dead_nodes(graph: ir.Graph) -> None:
+    """Remove the nodes nothing reads (the convolutions replaced by ones with a folded
+    BatchNorm, translations of ops whose results are unused), last to first, in one pass."""
+    for node in reversed(list(graph)):
+        if any(o.uses() or o.is_graph_output() for o in node.outputs):
+            continue
+        if node.op_type in Context._NO_FOLD or node.domain not in ("", "ai.onnx"):
+            continue  # (kept as the graph had them)
+        graph.remove(node, safe=True)
 
 
 __all__ = ["Context", "Node", "TensorRef", "build", "load", "lazy_or_array", "shape_of",

@@ -11,6 +11,7 @@ object's checkpoint key.
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from modelport.importers.files import read_bytes
 from modelport.importers.registry import LoadOptions
 from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
 from modelport.importers.tensorflow.bundle import Checkpoint
+from modelport.importers.tensorflow.regions import scan
 from modelport.importers.tensorflow.tensors import shape_of
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -63,6 +65,10 @@ class Source:
     checkpoint: Checkpoint | None = None
     variables_prefix: str | None = None
     var_keys: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Large Consts of a memory-mapped GraphDef: node name -> byte range of tensor_content
+    # (those nodes were parsed without it: their value is read from the mapping)
+    regions: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    mapping: Any = None  # the Mapping those ranges are in
 
     def resource(self, node) -> Resource:
         nd = node.nd
@@ -103,12 +109,36 @@ def _parse(message, data: bytes, path: str, what: str):
             raise InvalidModelError(f"is not a valid text {what}: {printable(str(exc))}",
                                     path=path) from None
         return message
+    return _parse_binary(message, data, path, what)
+
+
+def _parse_binary(message, data, path: str, what: str):
     try:
         message.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise InvalidModelError(f"cannot parse as a {what} (truncated or corrupt?): {exc}",
                                 path=path) from None
     return message
+
+
+MAP_MIN_BYTES = 1 << 24
+
+
+def _map_binary_graphdef(path: str) -> mmap.mmap | None:
+    """A large binary GraphDef file memory-mapped; None for anything else (small files, text,
+    SavedModels, files that cannot be opened: those are read whole, with the usual checks).
+    The protobuf parser copies what it keeps, so parsing from the mapping spares reading the
+    whole file into memory first (a frozen ResNet-50 is 100 MB)."""
+    try:
+        if os.path.getsize(path) < MAP_MIN_BYTES:
+            return None
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            if looks_like_text(head) or is_saved_model(head) or head.isspace():
+                return None
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
 
 
 def saved_model_file(path: str) -> str | None:
@@ -139,13 +169,45 @@ def read_source(path: str, options: LoadOptions) -> Source:
         return read_saved_model(pb_file, read_bytes(pb_file), options)
     if not os.path.exists(path):
         raise InvalidModelError("no such file", path=path)
-    data = read_bytes(path)
-    if is_saved_model(data):
-        return read_saved_model(path, data, options)
-    graph = _parse(pb.GraphDef(), data, path, "TensorFlow GraphDef")
+    mapped = _map_binary_graphdef(path)
+    regions: dict[str, tuple[int, int]] = {}
+    if mapped is not None:
+        try:
+            with memoryview(mapped) as view:
+                # the large weights stay in the file; the rest (a few MB) is parsed
+                regions, stripped = scan(view)
+                graph = _parse_binary(pb.GraphDef(), view if stripped is None else stripped,
+                                      path, "TensorFlow GraphDef")
+        finally:
+            if not regions:
+                mapped.close()
+    else:
+        data = read_bytes(path)
+        if is_saved_model(data):
+            return read_saved_model(path, data, options)
+        graph = _parse(pb.GraphDef(), data, path, "TensorFlow GraphDef")
     if not len(graph.node):
+        if regions:
+            mapped.close()
         raise InvalidModelError("is a GraphDef without nodes", path=path)
-    return graphdef_source(path, graph, options)
+    source = graphdef_source(path, graph, options)
+    if regions:
+        source.regions, source.mapping = regions, Mapping(mapped)
+    return source
+
+
+class Mapping:
+    """The memory-mapped GraphDef file that lazy weights read (see :mod:`.regions`); closed
+    by the pipeline after export (``graph_ir.close_sources``)."""
+
+    def __init__(self, mm: mmap.mmap) -> None:
+        self.mm = mm
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:  # an array still views it: the mapping goes with the last one
+            pass
 
 
 def _tensor_name(name: str) -> str:

@@ -8,6 +8,8 @@ wrapped in lazy tensors that decode the message's bytes when the exporter asks f
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from modelport.graph_ir import lazy_tensor
@@ -58,7 +60,7 @@ def checked_shape(t) -> tuple[np.dtype, list[int], int]:
     shape = shape_of(t.tensor_shape) or []
     if any(d < 0 for d in shape):
         raise ValueError(f"a constant has an unknown dimension in its shape {shape}")
-    count = int(np.prod(shape, dtype=object)) if shape else 1
+    count = math.prod(shape)  # Python ints: no overflow
     if t.tensor_content:
         if np_dtype == np.dtype(object):
             raise ValueError("packed string tensors are not supported")
@@ -96,7 +98,34 @@ def to_array(t) -> np.ndarray:
 
 def element_count(t) -> int:
     shape = shape_of(t.tensor_shape) or []
-    return int(np.prod(shape, dtype=object)) if shape else 1
+    return math.prod(shape)
+
+
+def from_region(t, name: str, mapping, region: tuple[int, int]):
+    """The value of a Const whose ``tensor_content`` was left out of the parsed message and
+    lies at ``region`` of the memory-mapped file (see :mod:`.regions`): decoded now if small,
+    else a lazy tensor viewing those bytes when read (no copy until it is re-laid-out or
+    written). The same checks as for a parsed constant (ValueError)."""
+    np_dtype = dtypes.to_numpy(t.dtype)
+    if np_dtype == np.dtype(object):
+        raise ValueError("packed string tensors are not supported")
+    shape = shape_of(t.tensor_shape) or []
+    if any(d < 0 for d in shape):
+        raise ValueError(f"a constant has an unknown dimension in its shape {shape}")
+    count = math.prod(shape)
+    start, end = region
+    if end - start != count * np_dtype.itemsize:
+        raise ValueError(f"tensor_content holds {end - start} bytes for shape "
+                         f"{shape} of {np_dtype} ({count * np_dtype.itemsize} bytes)")
+    mm = mapping.mm
+
+    def read(mm=mm, dtype=np_dtype, count=count, start=start, shape=shape):
+        data = np.frombuffer(mm, dtype=dtype.newbyteorder("<"), count=count, offset=start)
+        return data.astype(dtype, copy=False).reshape(shape)
+
+    if count <= _SMALL:
+        return np.array(read())  # a copy: the mapping is closed after the conversion
+    return lazy_tensor(read, dtypes.to_ir(t.dtype), shape, name=name)
 
 
 def lazy_or_array(t, name: str):

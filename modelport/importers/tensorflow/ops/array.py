@@ -9,7 +9,7 @@ import onnx_ir as ir
 from modelport.importers.tensorflow import dtypes
 from modelport.importers.tensorflow.ops._util import INT64_MAX, axis_of, int64
 from modelport.importers.tensorflow.table import tf_op
-from modelport.importers.tensorflow.tensors import lazy_or_array
+from modelport.importers.tensorflow.tensors import from_region, lazy_or_array
 
 INT64_MIN = np.iinfo(np.int64).min
 
@@ -17,6 +17,17 @@ INT64_MIN = np.iinfo(np.int64).min
 @tf_op("Const")
 def const(ctx, node, inputs):
     tensor = node.nd.attr["value"].tensor
+    source, nd = ctx.source, node.nd
+    # A large weight of a memory-mapped GraphDef (a top-level node, not one of the function
+    # library's) was parsed without its bytes: they are read from the file.
+    region = source.regions.get(nd.name) if source.regions and \
+        source.nodes.get(nd.name) is nd else None
+    if region is not None:
+        try:
+            data = from_region(tensor, node.name, source.mapping, region)
+        except (ValueError, KeyError) as exc:
+            raise ctx.fail(f"cannot read its value: {exc}") from None
+        return ctx.b.initializer(node.name, data)
     try:
         data = lazy_or_array(tensor, node.name)
     except (ValueError, KeyError) as exc:

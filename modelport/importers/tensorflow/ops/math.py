@@ -7,6 +7,7 @@ import onnx_ir as ir
 
 from modelport.importers.tensorflow import dtypes
 from modelport.importers.tensorflow.ops._util import int64
+from modelport.importers.tensorflow.ops.conv import fold_affine
 from modelport.importers.tensorflow.table import tf_op
 
 _BINARY = {
@@ -29,6 +30,10 @@ _UNARY = {
 def _binary(onnx_op):
     def translate(ctx, node, inputs):
         a, b = inputs
+        if onnx_op in ("Mul", "Add"):  # a per-channel scale or shift after a convolution
+            folded = fold_affine(ctx, node, inputs, onnx_op)
+            if folded is not None:
+                return folded
         return ctx.op(onnx_op, a, b)
 
     return translate

@@ -14,6 +14,7 @@ from modelport.importers.tensorflow.ops._util import (
     to_cf,
     to_cl,
 )
+from modelport.importers.tensorflow.ops.conv import atrous_conv, fold_batch_norm
 from modelport.importers.tensorflow.table import tf_op
 
 _UNARY = {
@@ -124,6 +125,9 @@ def fused_batch_norm(ctx, node, inputs):
             eps, x, "eps"))))
         y = ctx.op("Add", ctx.op("Mul", d, scale), shaped(beta))
         return [y, m, v, m, v, m]
+    folded = fold_batch_norm(ctx, node, x, [gamma, beta, mean, var], eps)
+    if folded is not None:
+        return [folded, mean, var, mean, var, mean]
     f32 = ctx.dtype(x) == ir.DataType.FLOAT
     g, b, m, v = (p if f32 else ctx.cast(p, ctx.dtype(x)) for p in (gamma, beta, mean, var))
     scale = ctx.op("Mul", g, ctx.op("Reciprocal", ctx.op("Sqrt", ctx.op(
@@ -266,6 +270,9 @@ def space_to_batch(ctx, node, inputs):
 
 @tf_op("BatchToSpaceND")
 def batch_to_space(ctx, node, inputs):
+    dilated = atrous_conv(ctx, node, inputs)  # the end of a dilated convolution
+    if dilated is not None:
+        return dilated
     x, block, crops = inputs
     block = [int(b) for b in ctx.need_const(block, "block_shape")]
     crops = ctx.need_const(crops, "crops").astype(np.int64).reshape(-1, 2)
