@@ -20,7 +20,9 @@ v" (the same key for two dims that carry one symbolic name) or as unknown. With 
 - a chain of them (``Unsqueeze(Squeeze(x))`` with the same axes, say) whose output has the
   shape of a tensor earlier in the chain, dim for dim, is that tensor, whatever other uses
   the results in between have (reshape-like nodes never reorder elements);
-- a Transpose that moves only dims of size 1 becomes a Reshape.
+- a Transpose that moves only dims of size 1 becomes a Reshape;
+- a Concat whose input is another Concat on the same axis takes that Concat's inputs
+  instead (the inner one goes when nothing else reads it).
 
 Element-wise Add/Sub/Mul/Div/Max/Min of such vectors are followed where the result is known
 (``Max(d, d)`` is ``d`` for a symbolic ``d``).
@@ -398,7 +400,36 @@ class SymbolicShapePass(ir.passes.InPlacePass):
                 self._chain(graph, node)
         if model.opset_imports.get("", 0) >= 13:  # Split with sizes as an input
             self._slices_to_split(graph)
+        for node in list(graph):
+            if node.op_type == "Concat" and node.domain in ("", "ai.onnx") and node.graph:
+                self._flatten_concat(node)
         return ir.passes.PassResult(model, self.rewrites > 0)
+
+    def _flatten_concat(self, node) -> None:
+        """``Concat(a, Concat(b, c), d)`` on one axis is ``Concat(a, b, c, d)``; the inner
+        Concat goes once no other node reads it (DPN's growing dense path is a chain of
+        them, each read by the next block)."""
+        out = node.outputs[0]
+        rank = len(out.shape) if out.shape is not None else None
+        axis = node.attributes.get_int("axis", 0)
+        flat, changed = [], False
+        for v in node.inputs:
+            inner = v.producer() if v is not None else None
+            if (inner is not None and inner.op_type == "Concat"
+                    and inner.domain in ("", "ai.onnx") and inner.graph is node.graph
+                    and None not in inner.inputs):
+                a = inner.attributes.get_int("axis", 0)
+                if a == axis or (rank is not None and a % rank == axis % rank):
+                    flat.extend(inner.inputs)
+                    changed = True
+                    continue
+            flat.append(v)
+        if not changed:
+            return
+        node.resize_inputs(len(flat))
+        for i, v in enumerate(flat):
+            node.replace_input_with(i, v)
+        self.rewrites += 1
 
     def _slices_to_split(self, graph) -> None:
         """Two or more Slices of one tensor along one axis that tile it exactly, each from
