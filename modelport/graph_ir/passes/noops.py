@@ -12,9 +12,6 @@ converted layer with ``use_bias`` folded to zeros) carry whole zero vectors inst
 
 A rule fires only when broadcasting the constant leaves ``x``'s shape and type unchanged: the
 constant's rank is at most ``x``'s and each of its dims is 1 or equal to ``x``'s dim there.
-
-Also a Loop's carried values that its body passes through unchanged (see
-:class:`LoopInvariantStatePass`).
 """
 
 from __future__ import annotations
@@ -141,68 +138,3 @@ NOOP_RULES.extend(_reduce_rule(op) for op in _REDUCE_OPS)
 @register_pass(2, "no-op-elimination")
 def noop_pass() -> ir.passes.PassBase:
     return OpFilteredRewritePass(NOOP_RULES, "no-op-elimination")
-
-
-class LoopInvariantStatePass(ir.passes.InPlacePass):
-    """A Loop's carried value that its body hands back unchanged is a constant of the loop::
-
-        Loop(M, cond, w0) with body (i, c, w) -> (c', w, ...)   # output k is input k
-
-    ``w`` is ``w0`` in every iteration and after the last one (and with no iteration): the
-    body reads ``w0`` from the enclosing graph instead, uses of the Loop's final ``w`` read
-    ``w0``, and the carried slot goes. tf2onnx carries an RNN's weights through its loops this
-    way; without the rewrite each pass-through becomes an Identity (ONNX wants a graph's
-    output to be produced inside it). Skipped when the final value is a graph output (its
-    name would go) or the body also hands the value out as another output.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rewrites = 0
-
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        self.rewrites = 0
-        for node in list(model.graph.all_nodes()):
-            if node.op_type == "Loop" and node.domain in ("", "ai.onnx") and node.graph:
-                self._loop(node)
-        return ir.passes.PassResult(model, self.rewrites > 0)
-
-    def _loop(self, node: ir.Node) -> None:
-        attr = node.attributes.get("body")
-        if attr is None or attr.type != ir.AttributeType.GRAPH:
-            return
-        body = attr.as_graph()
-        carried = len(node.inputs) - 2
-        if carried <= 0 or len(body.inputs) != carried + 2 or len(body.outputs) < carried + 1:
-            return
-        drop = []
-        for j in range(carried):
-            v_in, initial, final = body.inputs[2 + j], node.inputs[2 + j], node.outputs[j]
-            if (body.outputs[1 + j] is v_in and initial is not None
-                    and sum(v is v_in for v in body.outputs) == 1
-                    and not final.is_graph_output()
-                    and (None in (v_in.type, initial.type) or v_in.type == initial.type)):
-                drop.append(j)
-        if not drop:
-            return
-        for j in reversed(drop):
-            v_in, initial, final = body.inputs[2 + j], node.inputs[2 + j], node.outputs[j]
-            body.outputs.pop(1 + j)
-            v_in.replace_all_uses_with(initial)
-            body.inputs.pop(2 + j)
-            final.replace_all_uses_with(initial)
-        gone = set(drop)
-        inputs = [v for i, v in enumerate(node.inputs) if i < 2 or i - 2 not in gone]
-        kept = [v for k, v in enumerate(node.outputs) if k not in gone]
-        new = ir.Node(node.domain, "Loop", inputs, attributes=list(node.attributes.values()),
-                      num_outputs=len(kept), name=node.name, version=node.version)
-        for old, out in zip(kept, new.outputs):
-            out.shape, out.type = old.shape, old.type
-        ir.convenience.replace_nodes_and_values(node.graph, node, [node], [new], kept,
-                                                list(new.outputs))
-        self.rewrites += len(drop)
-
-
-@register_pass(2, "loop-invariant-states")
-def loop_invariant_state_pass() -> ir.passes.PassBase:
-    return LoopInvariantStatePass()
