@@ -333,7 +333,7 @@ def main() -> int:
                 rows.append(measure(name, group, prep, tmp, args))
             except NotMeasured as exc:
                 rows.append({"model": name, "group": group, "misses": ["not measured"],
-                             "error": str(exc).replace("|", "/")})
+                             "error": str(exc).replace("|", "/").replace(tmp + os.sep, "")})
                 print(f"{name}: {exc}", file=sys.stderr, flush=True)
                 continue
             r = rows[-1]
