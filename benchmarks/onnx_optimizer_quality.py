@@ -218,13 +218,14 @@ def judge(row: dict, slack: float) -> None:
     peers = [k for k in PEERS if k in nodes and row["numerics_ok"].get(k)]
     if "modelport-O2" not in nodes or "modelport-O2" not in row["numerics_ok"]:
         misses.append("modelport failed")
+    elif not peers:
+        misses.append("no peer to compare with")
     else:
-        if peers:
-            best = min(nodes[k] for k in peers)
-            row["node_ratio"] = nodes["modelport-O2"] / best
-            if nodes["modelport-O2"] > best:
-                misses.append("nodes")
-        if peers and lat:
+        best = min(nodes[k] for k in peers)
+        row["node_ratio"] = nodes["modelport-O2"] / best
+        if nodes["modelport-O2"] > best:
+            misses.append("nodes")
+        if lat:
             best = min(lat[k] for k in peers)
             row["latency_ratio"] = lat["modelport-O2"] / best
             if lat["modelport-O2"] > best * (1 + slack):
