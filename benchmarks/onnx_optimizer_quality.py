@@ -1,25 +1,38 @@
-"""modelport -O2 against onnxslim and onnxsim on dynamic-batch ``torch.onnx`` exports.
+"""modelport -O2 against onnxslim and onnxsim on the same ONNX files, from every source.
 
-Models: the PyTorch test models (tests/importers/pytorch/models.py) and, when ``transformers``
-is installed, Hugging Face architectures built from small configs with random weights
-(ResNet, MobileNetV2, ConvNeXt, ViT, a BERT encoder, a GPT-2 decoder). Each is exported once
-with ``torch.onnx.export(..., dynamo=True)`` and a dynamic batch dim; that file is the
-baseline, and each optimiser is applied to the same file:
+One command, one run, one table: for each model an ONNX file is made once (the baseline) and
+modelport -O2, onnxslim and onnxsim are each applied to that same file:
+
+- ``pytorch``, ``hf``: the PyTorch test models and Hugging Face architectures (ResNet,
+  MobileNetV2, ConvNeXt, ViT, BERT, GPT-2; small configs, random weights), exported by
+  ``torch.onnx.export(..., dynamo=True)`` with a dynamic batch;
+- ``keras``, ``caffe``: the Keras importer's test models and the real Keras 1/2 files of the
+  shared corpus; the demo LeNet and published Caffe nets of the corpus. The peers cannot read
+  these formats, so the baseline is modelport's own ``-O0`` conversion (the importer's output,
+  no optimiser) and the target is checked on ``modelport -O2`` of that file; the table also
+  gives ``modelport -O2`` straight from the source file (what a user runs) for comparison;
+- ``tf2onnx``: ONNX made by tf2onnx 1.17 (opset 17) from the frozen TensorFlow graphs of the
+  shared corpus and from the TensorFlow importer's test models frozen with a dynamic batch.
+
+(see benchmarks/_optimizer_sources.py). The optimisers:
 
 - ``modelport``: ``modelport.convert(file, out, level=2)`` (the whole pipeline);
-- ``onnxslim``: ``onnxslim.slim``;
+- ``onnxslim``: ``onnxslim.slim`` with its defaults;
 - ``onnxsim``: ``onnxsim.simplify``, in this interpreter when it imports onnxsim, else in
   ``.venv-bench-torch``; its column says n/a when neither has it.
 
-Per model it prints node counts (ratio to the baseline), onnxruntime CPU latency ratios
-(one thread, batch 1, variants interleaved call by call in shuffled order, medians;
-``--rounds 0`` skips timing) and checks every variant's outputs against the baseline's at
-batch 3 (``rtol=1e-3, atol=1e-4``).
+Per model: node counts (subgraphs included), onnxruntime CPU latency (one intra-op and one
+inter-op thread per session, batch 1, variants interleaved call by call in a shuffled order,
+medians; ``--rounds 0`` skips timing), and every output of every variant checked against the
+baseline's on seeded inputs (batch 3 where the batch is dynamic; ``rtol=1e-3, atol=1e-4``).
+Ratios are modelport's count / latency over the better (smaller, faster) of the two peers.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/onnx_optimizer_quality.py [--rounds 5] [--json F]
+    PYTHONPATH=. .venv-bench/bin/python benchmarks/onnx_optimizer_quality.py \
+        [--groups pytorch,hf,keras,caffe,tf2onnx] [--models a,b] [--rounds 3] [--json F]
 
-Exit status 1 if modelport's output has more nodes than the better of onnxslim and onnxsim
-on any model, or if any variant's outputs differ from the baseline's.
+Exit status 1 if on any model modelport -O2 has more nodes than the better peer, is more than
+``--latency-slack`` (default 5 %) slower than the faster peer, fails, or if any variant's
+outputs differ from the baseline's.
 """
 
 from __future__ import annotations
@@ -29,10 +42,12 @@ import contextlib
 import io
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
-import warnings
+import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -42,6 +57,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
+from _optimizer_sources import GROUPS, Prepared  # noqa: E402
 from pytorch_graph_quality import (  # noqa: E402
     count_nodes,
     onnxsim_available,
@@ -50,68 +66,8 @@ from pytorch_graph_quality import (  # noqa: E402
     time_variants,
 )
 
-
-def hf_models() -> dict:
-    """name -> (module factory, example inputs); empty when transformers is missing."""
-    try:
-        import torch
-        import transformers as T
-    except ImportError:
-        print("transformers: not installed; the Hugging Face models are skipped",
-              file=sys.stderr)
-        return {}
-
-    def image():
-        return {"pixel_values": torch.randn(2, 3, 32, 32)}
-
-    def tokens():
-        return {"input_ids": torch.randint(0, 100, (2, 8), generator=torch.Generator()
-                                           .manual_seed(0))}
-
-    return {
-        "hf-resnet": (lambda: T.ResNetForImageClassification(T.ResNetConfig(
-            embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic",
-            num_labels=10)), image),
-        "hf-mobilenetv2": (lambda: T.MobileNetV2ForImageClassification(T.MobileNetV2Config(
-            image_size=32, depth_multiplier=0.35, num_labels=10)), image),
-        "hf-convnext": (lambda: T.ConvNextForImageClassification(T.ConvNextConfig(
-            hidden_sizes=[16, 32], depths=[1, 1], num_stages=2, num_labels=10,
-            image_size=32)), image),
-        "hf-vit": (lambda: T.ViTForImageClassification(T.ViTConfig(
-            image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-            num_attention_heads=2, intermediate_size=64, num_labels=10)), image),
-        "hf-bert": (lambda: T.BertModel(T.BertConfig(
-            vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=64)), tokens),
-        "hf-gpt2": (lambda: T.GPT2LMHeadModel(T.GPT2Config(
-            vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=64, use_cache=False,
-            bos_token_id=0, eos_token_id=0)), tokens),
-    }
-
-
-def test_models() -> dict:
-    import torch
-
-    from tests.importers.pytorch.models import MODELS
-
-    def inputs_for(shapes):
-        return lambda: {k: torch.randn(*s) for k, s in shapes.items()}
-
-    return {name: (factory, inputs_for(shapes)) for name, (factory, shapes) in MODELS.items()}
-
-
-def export(factory, make_inputs, path: str) -> None:
-    import torch
-
-    torch.manual_seed(0)
-    module = factory().eval()
-    inputs = make_inputs()
-    batch = torch.export.Dim("batch")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, (), kwargs=inputs, dynamo=True, verbose=False,
-                                    dynamic_shapes={k: {0: batch} for k in inputs})
-    program.save(path)
+RTOL, ATOL = 1e-3, 1e-4
+PEERS = ("onnxslim", "onnxsim")
 
 
 def run_onnxsim(src: str, dst: str) -> bool:
@@ -130,96 +86,277 @@ def run_onnxsim(src: str, dst: str) -> bool:
     return True
 
 
-def feeds_for(path: str, batch: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for value in onnx.load(path, load_external_data=False).graph.input:
-        t = value.type.tensor_type
-        shape = [batch if d.dim_param or not d.dim_value else d.dim_value for d in t.shape.dim]
-        if t.elem_type == onnx.TensorProto.INT64:
-            feeds[value.name] = rng.integers(0, 50, shape).astype(np.int64)
-        else:
-            feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
-    return feeds
-
-
-def main() -> int:
-    import modelport
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=None, help="comma-separated names (default: all)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=20)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    models = {**test_models(), **hf_models()}
-    names = args.models.split(",") if args.models else list(models)
+def run_onnxslim(src: str, dst: str) -> bool:
     try:
         import onnxslim
     except ImportError:
-        onnxslim = None
-        print("onnxslim: not installed; its column is skipped", file=sys.stderr)
-    rows, failed = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            paths = {"torch": os.path.join(tmp, f"{name}.onnx")}
-            export(*models[name], paths["torch"])
-            paths["modelport-O2"] = os.path.join(tmp, f"{name}.mp2.onnx")
-            result = modelport.convert(paths["torch"], paths["modelport-O2"], level=2,
-                                       force=True)
-            if onnxslim is not None:
-                paths["onnxslim"] = os.path.join(tmp, f"{name}.slim.onnx")
-                with contextlib.redirect_stdout(io.StringIO()):
-                    onnx.save(onnxslim.slim(onnx.load(paths["torch"])), paths["onnxslim"])
-            paths["onnxsim"] = os.path.join(tmp, f"{name}.sim.onnx")
-            try:
-                if not run_onnxsim(paths["torch"], paths["onnxsim"]):
-                    del paths["onnxsim"]
-            except (RuntimeError, subprocess.CalledProcessError) as exc:
-                print(f"{name}: onnxsim failed: {exc}", file=sys.stderr)
-                del paths["onnxsim"]
-            nodes = {k: count_nodes(onnx.load(p).graph) for k, p in paths.items()}
-            sessions = {k: session(p) for k, p in paths.items()}
-            check = feeds_for(paths["torch"], 3)
-            want = sessions["torch"].run(None, check)
-            errors, ok = {}, True
-            for key, s in sessions.items():
-                got = s.run(None, check)
-                errors[key] = max(float(np.abs(g.astype(np.float64) - w).max())
-                                  for g, w in zip(got, want))
-                ok &= all(np.allclose(g, w, rtol=1e-3, atol=1e-4) for g, w in zip(got, want))
-            latency = (time_variants(sessions, feeds_for(paths["torch"], 1), args.rounds,
-                                     args.calls) if args.rounds > 0 else {})
-            peers = [nodes[k] for k in ("onnxslim", "onnxsim") if k in nodes]
-            if not ok or (peers and nodes["modelport-O2"] > min(peers)):
-                failed.append(name)
-            rows.append({"model": name, "nodes": nodes, "max_abs_err": errors,
-                         "numerics_ok": ok, "latency_s": latency,
-                         "passes": result.optimization["passes"]})
-            print(f"{name}: done", file=sys.stderr, flush=True)
-    variants = ["modelport-O2", "onnxslim", "onnxsim"]
-    header = ["model", "torch nodes"] + [f"{v} nodes" for v in variants]
-    if args.rounds > 0:
-        header += [f"{v} latency" for v in variants]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+        return False
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        onnx.save(onnxslim.slim(onnx.load(src)), dst)
+    return True
+
+
+def feeds_for(path: str, batch: int, fixed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Seeded inputs: every symbolic or unknown dim is ``batch``; integers in [0, 4) (valid
+    indices for every embedding here); ``fixed`` ones as given."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for value in onnx.load(path, load_external_data=False).graph.input:
+        if value.name in fixed:
+            feeds[value.name] = fixed[value.name]
+            continue
+        t = value.type.tensor_type
+        shape = [batch if d.dim_param or not d.dim_value else d.dim_value for d in t.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        if dtype.kind in "iu":
+            feeds[value.name] = rng.integers(0, 4, shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[value.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def is_dynamic(path: str) -> bool:
+    return any(d.dim_param or not d.dim_value
+               for v in onnx.load(path, load_external_data=False).graph.input
+               for d in v.type.tensor_type.shape.dim)
+
+
+def outputs_of(sess, feeds) -> dict[str, np.ndarray]:
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, feeds)))
+
+
+def compare(got: dict, want: dict) -> tuple[bool, float]:
+    """(all close, max abs error); by name where the names agree, else by position (the
+    caller reports renamed outputs)."""
+    if set(got) == set(want):
+        pairs = [(got[k], want[k]) for k in want]
+    elif len(got) == len(want):
+        pairs = list(zip(got.values(), want.values()))
+    else:
+        return False, float("inf")
+    ok, worst = True, 0.0
+    for g, w in pairs:
+        if g.shape != w.shape:
+            return False, float("inf")
+        if g.size:
+            diff = np.abs(g.astype(np.float64) - w.astype(np.float64))
+            worst = max(worst, float(np.nanmax(diff)) if diff.size else 0.0)
+        ok &= bool(np.allclose(g, w, rtol=RTOL, atol=ATOL, equal_nan=True))
+    return ok, worst
+
+
+class NotMeasured(Exception):
+    """The baseline file cannot be measured (its maker's failure, not an optimiser's)."""
+
+
+def measure(name: str, group: str, prep: Prepared, tmp: str, args) -> dict:
+    import modelport
+
+    base = prep.baseline
+    try:
+        session(base)
+    except Exception as exc:
+        raise NotMeasured(f"the {prep.made_by} file does not load in onnxruntime: "
+                          f"{str(exc).splitlines()[0][-160:]}") from None
+    paths = {"baseline": base, "modelport-O2": os.path.join(tmp, f"{name}.mp2.onnx")}
+    row: dict = {"model": name, "group": group, "made_by": prep.made_by, "errors": {}}
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = modelport.convert(base, paths["modelport-O2"], level=2, force=True)
+        row["passes"] = result.optimization["passes"]
+    except Exception as exc:  # the row reports it; the run goes on
+        row["errors"]["modelport-O2"] = f"{type(exc).__name__}: {exc}"[:300]
+        del paths["modelport-O2"]
+    row["seconds"] = {"modelport-O2": time.perf_counter() - start}
+    if prep.direct:
+        paths["modelport-O2-source"] = prep.direct
+    for peer, run in (("onnxslim", run_onnxslim), ("onnxsim", run_onnxsim)):
+        dst = os.path.join(tmp, f"{name}.{peer}.onnx")
+        start = time.perf_counter()
+        try:
+            if run(base, dst):
+                paths[peer] = dst
+            else:
+                row["errors"][peer] = "not installed"
+        except (Exception, subprocess.CalledProcessError) as exc:
+            row["errors"][peer] = f"{type(exc).__name__}: {exc}"[:300]
+        row["seconds"][peer] = time.perf_counter() - start
+    row["nodes"] = {k: count_nodes(onnx.load(p).graph) for k, p in paths.items()}
+    sessions = {}
+    for key, p in paths.items():
+        try:
+            sessions[key] = session(p)
+        except Exception as exc:
+            row["errors"][key] = f"onnxruntime cannot load: {exc}"[:300]
+    check = feeds_for(base, 3 if is_dynamic(base) else 1, prep.feeds)
+    want = outputs_of(sessions["baseline"], check)
+    row["max_abs_err"], row["numerics_ok"], row["renamed"] = {}, {}, {}
+    for key, s in sessions.items():
+        names = [o.name for o in s.get_outputs()]
+        if names != list(want):  # an interface change, even where the numbers agree
+            row["renamed"][key] = f"outputs {list(want)} became {names}"
+        try:
+            ok, err = compare(outputs_of(s, check), want)
+        except Exception as exc:
+            ok, err = False, float("inf")
+            row["errors"][key] = f"onnxruntime fails: {exc}"[:300]
+        row["numerics_ok"][key], row["max_abs_err"][key] = ok, err
+    row["latency_s"] = (time_variants(sessions, feeds_for(base, 1, prep.feeds), args.rounds,
+                                      args.calls) if args.rounds > 0 else {})
+    judge(row, args.latency_slack)
+    return row
+
+
+def judge(row: dict, slack: float) -> None:
+    """row["misses"]: what keeps modelport -O2 (on the baseline file) from the target."""
+    misses = []
+    nodes, lat = row["nodes"], row["latency_s"]
+    peers = [k for k in PEERS if k in nodes and row["numerics_ok"].get(k)]
+    if "modelport-O2" not in nodes or "modelport-O2" not in row["numerics_ok"]:
+        misses.append("modelport failed")
+    elif not peers:
+        misses.append("no peer to compare with")
+    else:
+        best = min(nodes[k] for k in peers)
+        row["node_ratio"] = nodes["modelport-O2"] / best
+        if nodes["modelport-O2"] > best:
+            misses.append("nodes")
+        if lat:
+            best = min(lat[k] for k in peers)
+            row["latency_ratio"] = lat["modelport-O2"] / best
+            if lat["modelport-O2"] > best * (1 + slack):
+                misses.append("latency")
+    if "modelport-O2" in row["renamed"]:
+        misses.append("outputs renamed")
+    bad = [k for k, ok in row["numerics_ok"].items() if not ok]
+    if bad:
+        misses.append("numerics (" + ", ".join(bad) + ")")
+    row["misses"] = misses
+
+
+def cell_nodes(row, key) -> str:
+    n = row["nodes"]
+    if key not in n:
+        return "failed" if key in row["errors"] and "not installed" not in row["errors"][
+            key] else "n/a"
+    mark = "" if row["numerics_ok"].get(key, False) else " (outputs differ)"
+    if key in row.get("renamed", {}):
+        mark += " (outputs renamed)"
+    return f"{n[key]}{mark}"
+
+
+def cell_lat(row, key) -> str:
+    lat = row["latency_s"]
+    return f"{lat[key] * 1e6:.0f}" if key in lat else "n/a"
+
+
+def table(rows: list[dict], timed: bool) -> str:
+    header = ["group", "model", "baseline (made by): nodes", "modelport -O2", "onnxslim",
+              "onnxsim", "nodes / better peer"]
+    if timed:
+        header += ["µs baseline", "µs modelport -O2", "µs onnxslim", "µs onnxsim",
+                   "latency / faster peer"]
+    header += ["-O2 from source", "target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        n, lat = row["nodes"], row["latency_s"]
-        cells = [row["model"], str(n["torch"])]
-        cells += [f"{n[v]} ({n[v] / n['torch']:.2f})" if v in n else "n/a" for v in variants]
-        if args.rounds > 0:
-            cells += [f"{lat[v] / lat['torch']:.2f}" if v in lat else "n/a" for v in variants]
-        print("| " + " | ".join(cells) + " |")
-    worst = max(max(r["max_abs_err"].values()) for r in rows)
-    print(f"\nmax abs error of any variant against the torch.onnx export: {worst:.2g}")
-    print("node cells: count (ratio to torch.onnx); latency cells: ratio to torch.onnx; "
-          "< 1 is better")
+        if "nodes" not in row:
+            lines.append("| " + " | ".join([row["group"], row["model"], "not measured: "
+                                            + row["error"]] + [""] * (len(header) - 3)) + " |")
+            continue
+        cells = [row["group"], row["model"],
+                 f"{row['nodes']['baseline']} ({row['made_by']})",
+                 cell_nodes(row, "modelport-O2"), cell_nodes(row, "onnxslim"),
+                 cell_nodes(row, "onnxsim"),
+                 f"{row['node_ratio']:.2f}" if "node_ratio" in row else "n/a"]
+        if timed:
+            cells += [cell_lat(row, k) for k in ("baseline", "modelport-O2", *PEERS)]
+            cells.append(f"{row['latency_ratio']:.2f}" if "latency_ratio" in row else "n/a")
+        cells.append(cell_nodes(row, "modelport-O2-source")
+                     if "modelport-O2-source" in row["nodes"] else "-")
+        cells.append("met" if not row["misses"] else "**MISS: " + ", ".join(row["misses"])
+                     + "**")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import onnxruntime
+
+    versions = []
+    for mod in ("onnxslim", "onnxsim", "tf2onnx", "torch", "transformers", "tensorflow",
+                "keras"):
+        try:
+            from importlib.metadata import version
+            versions.append(f"{mod} {version(mod)}")
+        except Exception:
+            pass
+    load = os.getloadavg()
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"load average {load[0]:.1f} at the end; onnxruntime {onnxruntime.__version__}, "
+            + ", ".join(versions))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", default=",".join(GROUPS))
+    parser.add_argument("--models", default=None, help="comma-separated names (default: all)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--latency-slack", type=float, default=0.05)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--keep", default=None, help="write every ONNX file into this folder")
+    args = parser.parse_args()
+    models = {}
+    for group in args.groups.split(","):
+        models.update({name: (group, prepare) for name, prepare in GROUPS[group]().items()})
+    names = args.models.split(",") if args.models else list(models)
+    rows = []
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            tmp = args.keep
+        for name in names:
+            group, prepare = models[name]
+            try:
+                prep = prepare(Path(tmp))
+            except Exception as exc:
+                rows.append({"model": name, "group": group, "misses": ["not measured"],
+                             "error": f"{type(exc).__name__}: {exc}"[:200].replace("|", "/")})
+                print(f"{name}: could not make the baseline: {rows[-1]['error']}",
+                      file=sys.stderr, flush=True)
+                continue
+            try:
+                rows.append(measure(name, group, prep, tmp, args))
+            except NotMeasured as exc:
+                rows.append({"model": name, "group": group, "misses": ["not measured"],
+                             "error": str(exc).replace("|", "/").replace(tmp + os.sep, "")})
+                print(f"{name}: {exc}", file=sys.stderr, flush=True)
+                continue
+            r = rows[-1]
+            print(f"{name}: nodes {r['nodes']} misses {r['misses']} errors {r['errors']} "
+                  f"renamed {r['renamed']}",
+                  file=sys.stderr, flush=True)
+    print(table(rows, args.rounds > 0))
+    measured = [r for r in rows if "nodes" in r]
+    met = [r for r in measured if not r["misses"]]
+    worst = max((e for r in measured for k, e in r["max_abs_err"].items()
+                 if r["numerics_ok"][k]), default=0.0)
+    print(f"\n{len(met)} of {len(measured)} measured models meet the target "
+          f"({len(rows) - len(measured)} could not be measured); max abs error of any variant "
+          f"whose outputs agree with the baseline's: {worst:.2g}; "
+          f"{(time.time() - started) / 60:.0f} min")
+    print(f"machine: {machine()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
-    if failed:
-        print(f"modelport -O2 has more nodes than the better peer, or outputs that differ, "
-              f"on: {', '.join(failed)}")
+            json.dump(rows, f, indent=2, default=str)
+    missed = [r["model"] for r in rows if r["misses"]]
+    if missed:
+        print(f"target missed or not measured on: {', '.join(missed)}")
         return 1
     return 0
 

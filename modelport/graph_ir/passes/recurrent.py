@@ -9,8 +9,10 @@ dynamic-batch models build those zeros at run time::
 
 This pass replaces such inputs by the missing input when the value is provably all zeros: a
 constant of zeros, ``ConstantOfShape`` with value 0 (or none), ``Expand`` of an all-zero
-constant, or a Slice/Gather/Reshape/Squeeze/Unsqueeze/Transpose/Identity/Cast of one of
-those. The shape computation left without a use is then removed by the dead-code pass.
+constant, a Slice/Gather/Reshape/Squeeze/Unsqueeze/Transpose/Identity/Cast of one of
+those, or a Concat of such values only (tf2onnx builds a bidirectional layer's state as
+``Concat(Unsqueeze(zeros_fw), Unsqueeze(zeros_bw))``). The shape computation left without a
+use is then removed by the dead-code pass.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def is_all_zeros(value: ir.Value | None, depth: int = 0) -> bool:
         return attr is None or not np.any(attr.as_tensor().numpy())
     if node.op_type in _ZERO_PRESERVING:
         return is_all_zeros(node.inputs[0], depth + 1)
+    if node.op_type == "Concat":
+        return bool(node.inputs) and all(is_all_zeros(v, depth + 1) for v in node.inputs)
     return False
 
 

@@ -17,7 +17,15 @@ v" (the same key for two dims that carry one symbolic name) or as unknown. With 
 - a chain of Reshape/Squeeze/Unsqueeze/Flatten whose intermediate results have no other use
   becomes one Reshape built from the final output's shape the same way, and a Reshape
   whose target restates its input's shape is removed;
-- a Transpose that moves only dims of size 1 becomes a Reshape.
+- a chain of them (``Unsqueeze(Squeeze(x))`` with the same axes, say) whose output has the
+  shape of a tensor earlier in the chain, dim for dim, is that tensor, whatever other uses
+  the results in between have (reshape-like nodes never reorder elements);
+- a Transpose that moves only dims of size 1 becomes a Reshape;
+- a Concat whose input is another Concat on the same axis takes that Concat's inputs
+  instead (the inner one goes when nothing else reads it).
+
+Element-wise Add/Sub/Mul/Div/Max/Min of such vectors are followed where the result is known
+(``Max(d, d)`` is ``d`` for a symbolic ``d``).
 
 The onnxscript constant folder already folds vectors that shape inference made fully static;
 this pass adds the partially-dynamic cases onnxslim and onnxsim handle.
@@ -32,6 +40,7 @@ import onnx_ir as ir
 _MAX_LEN = 64
 _INT_TYPES = (ir.DataType.INT64, ir.DataType.INT32)
 _RESHAPE_LIKE = {"Reshape", "Squeeze", "Unsqueeze", "Flatten"}
+_MAX_CHAIN = 8  # reshape-like producers looked through for an equal-shaped tensor
 
 
 def dim_key(value: ir.Value, i: int):
@@ -203,6 +212,30 @@ class _Analysis:
     def _Mul(self, node):
         return self._binary(node, lambda x, y: x * y, 1, 1)
 
+    def _same_or_static(self, node, fn):
+        """Max/Min of dims: known integers combine; a dim against itself is itself (how
+        tf2onnx broadcasts the batch dims of two operands of an Einsum)."""
+        if len(node.inputs) != 2:
+            return None
+        a, b = self.get(node.inputs[0]), self.get(node.inputs[1])
+        if a is None or b is None or len(a.elems) != len(b.elems):
+            return None
+        out = []
+        for x, y in zip(a.elems, b.elems):
+            if isinstance(x, int) and isinstance(y, int):
+                out.append(fn(x, y))
+            elif x is not None and x == y:
+                out.append(x)
+            else:
+                out.append(None)
+        return _Vec(out, a.scalar and b.scalar)
+
+    def _Max(self, node):
+        return self._same_or_static(node, max)
+
+    def _Min(self, node):
+        return self._same_or_static(node, min)
+
     def _Div(self, node):
         # ONNX integer Div truncates toward zero
         return self._binary(node, _trunc_div, 1)
@@ -367,7 +400,36 @@ class SymbolicShapePass(ir.passes.InPlacePass):
                 self._chain(graph, node)
         if model.opset_imports.get("", 0) >= 13:  # Split with sizes as an input
             self._slices_to_split(graph)
+        for node in list(graph):
+            if node.op_type == "Concat" and node.domain in ("", "ai.onnx") and node.graph:
+                self._flatten_concat(node)
         return ir.passes.PassResult(model, self.rewrites > 0)
+
+    def _flatten_concat(self, node) -> None:
+        """``Concat(a, Concat(b, c), d)`` on one axis is ``Concat(a, b, c, d)``; the inner
+        Concat goes once no other node reads it (DPN's growing dense path is a chain of
+        them, each read by the next block)."""
+        out = node.outputs[0]
+        rank = len(out.shape) if out.shape is not None else None
+        axis = node.attributes.get_int("axis", 0)
+        flat, changed = [], False
+        for v in node.inputs:
+            inner = v.producer() if v is not None else None
+            if (inner is not None and inner.op_type == "Concat"
+                    and inner.domain in ("", "ai.onnx") and inner.graph is node.graph
+                    and None not in inner.inputs):
+                a = inner.attributes.get_int("axis", 0)
+                if a == axis or (rank is not None and a % rank == axis % rank):
+                    flat.extend(inner.inputs)
+                    changed = True
+                    continue
+            flat.append(v)
+        if not changed:
+            return
+        node.resize_inputs(len(flat))
+        for i, v in enumerate(flat):
+            node.replace_input_with(i, v)
+        self.rewrites += 1
 
     def _slices_to_split(self, graph) -> None:
         """Two or more Slices of one tensor along one axis that tile it exactly, each from
@@ -597,9 +659,35 @@ class SymbolicShapePass(ir.passes.InPlacePass):
         self.rewrites += 1
         return True
 
+    def _back_to_ancestor(self, node) -> bool:
+        """Bypass ``node`` when its output equals, dim for dim, a tensor up its chain of
+        reshape-like producers (``Unsqueeze(Squeeze(h, [0]), [0])`` -> ``h``, how Keras's
+        initial states reach an RNN). The nodes in between stay for their other uses."""
+        out = node.outputs[0]
+        keys = [dim_key(out, i) for i in range(len(out.shape))]
+        current = node
+        for _ in range(_MAX_CHAIN):
+            src = current.inputs[0]
+            if src is None or src.shape is None:
+                return False
+            if (src is not node.inputs[0] and src.dtype == out.dtype
+                    and [dim_key(src, i) for i in range(len(src.shape))] == keys):
+                if _replace(out, src):
+                    self.rewrites += 1
+                    return True
+                return False
+            prev = src.producer()
+            if prev is None or prev.op_type not in _RESHAPE_LIKE or prev.domain not in (
+                    "", "ai.onnx"):
+                return False
+            current = prev
+        return False
+
     def _chain(self, graph, node) -> None:
         out = node.outputs[0]
         if out.shape is None:
+            return
+        if self._back_to_ancestor(node):
             return
         first = node
         while True:
