@@ -39,8 +39,9 @@ class _DeferredInit(_Deferred):
 
     def __getattr__(self, attr: str):
         if attr in vars(self).get("_submodules", ()):
-            # Not loaded yet: let the import system find the submodule itself.
-            raise AttributeError(attr)
+            # A submodule not imported yet (``import onnxscript`` then ``onnxscript.onnx_types``,
+            # which the real ``__init__`` would have imported): import it alone.
+            return importlib.import_module(f"{self.__spec__.name}.{attr}")
         return getattr(_load(self), attr)
 
 
@@ -53,6 +54,14 @@ def _load(stand_in: _Deferred) -> types.ModuleType:
     if sys.modules.get(name) is stand_in:
         del sys.modules[name]
     real = importlib.import_module(name)
+    # Submodules imported while the stand-in was the package were bound on the stand-in; the
+    # import system binds a submodule on its package only when it first loads it.
+    prefix = name + "."
+    for full, module in list(sys.modules.items()):
+        child = full[len(prefix):]
+        if full.startswith(prefix) and "." not in child and module is not None and not hasattr(
+                real, child):
+            setattr(real, child, module)
     # Names bound to the stand-in (``import sympy`` at module level elsewhere) keep working,
     # at the speed of a plain module attribute, once its namespace is the real one's.
     vars(stand_in).update(vars(real))

@@ -167,3 +167,25 @@ def test_command_exits_fast_with_its_status_output_and_exit_handlers(sample_onnx
     bad = subprocess.run([sys.executable, "-c", code, "convert", str(tmp_path / "none.h5"),
                           "-o", str(out), "--force"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "none.h5" in bad.stderr and marker.exists()
+
+
+def test_deferred_package_init_keeps_submodules_reachable_as_attributes():
+    """With onnxscript's __init__ deferred (the command line does it), a submodule imported
+    first (the optimizer's `onnxscript.ir`...) is still an attribute of the package, before
+    and after the real __init__ ran: torch.onnx reads `onnxscript.onnx_types.TensorType`."""
+    code = (
+        "import sys, importlib\n"
+        "from modelport._deferred import defer_package_init, is_loaded\n"
+        "assert defer_package_init('onnxscript')\n"
+        "import onnxscript.onnx_types, onnxscript.optimizer\n"
+        "assert not is_loaded('onnxscript')\n"
+        "pkg = importlib.import_module('onnxscript')\n"
+        "a = pkg.onnx_types.TensorType\n"
+        "real = pkg.script and sys.modules['onnxscript']\n"  # a name only __init__ defines
+        "assert is_loaded('onnxscript')\n"
+        "print(real.onnx_types.TensorType is a, real.optimizer is sys.modules["
+        "'onnxscript.optimizer'], pkg.ir is sys.modules['onnxscript.ir'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"]
