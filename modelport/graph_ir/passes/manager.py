@@ -136,6 +136,7 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
         # Rewrites may replace a graph output's Value with a new one; the output keeps its
         # name and position, and gets back the metadata (e.g. modelport.source_perm) here.
         output_meta = [(v.name, dict(v.metadata_props)) for v in model.graph.outputs]
+        input_names = [v.name for v in model.graph.inputs]
         _load_project_passes(level)
         for p in inline_passes():
             _run(p, model, report)
@@ -169,6 +170,9 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
         # Identity elimination may leave a graph (or subgraph) output that is an input or
         # appears twice; ONNX forbids both, and onnxruntime mis-executes some of them.
         common.OutputFixPass()(model)
+        # The graph's inputs and outputs are its interface: merging two outputs that compute the
+        # same value (CSE), eliminating an Identity or the fix above may have renamed them.
+        _restore_io_names(model, input_names, [name for name, _ in output_meta])
         common.TopologicalSortPass()(model)
         for value, (name, meta) in zip(model.graph.outputs, output_meta):
             if value.name == name:
@@ -177,6 +181,36 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
     report.nodes_after = _count(model)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _restore_io_names(model: ir.Model, inputs: list[str], outputs: list[str]) -> None:
+    """Give the main graph's inputs and outputs back the names they had before optimising.
+
+    Each output position holds its own value here (OutputFixPass made them distinct and none is
+    an input). A value of the graph that holds a wanted name without being the input or output
+    it belongs to gets a fresh name first."""
+    graph = model.graph
+    wanted = dict(zip(graph.inputs, inputs))
+    wanted.update((v, n) for v, n in zip(graph.outputs, outputs) if v not in wanted)
+    if all(v.name == n for v, n in wanted.items()):
+        return
+    values: list[ir.Value] = []
+    for g in (graph, *graph.subgraphs()):
+        values.extend(g.inputs)
+        values.extend(g.initializers.values())
+        for node in g:
+            values.extend(node.outputs)
+    names = {v.name for v in values}
+    targets = set(wanted.values())
+    fresh = 0
+    for v in values:
+        if v.name in targets and wanted.get(v) != v.name:
+            while f"{v.name}_{fresh}" in names:
+                fresh += 1
+            v.name = f"{v.name}_{fresh}"
+            names.add(v.name)
+    for v, name in wanted.items():
+        v.name = name
 
 
 def _named(p: ir.passes.PassBase, name: str) -> ir.passes.PassBase:
