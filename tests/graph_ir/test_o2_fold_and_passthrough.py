@@ -82,3 +82,4 @@ def test_a_loop_body_passes_carried_values_through_without_identity(tmp_path):
     assert sorted(ops(model)) == ["Identity", "Loop"]
     copy = model.graph.outputs[2]
     assert copy.producer() is not None and copy.producer().op_type == "Identity"
+

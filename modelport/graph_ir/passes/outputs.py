@@ -4,11 +4,12 @@ bodies of ``Loop`` and ``Scan``.
 Identity elimination can leave a graph output that is a graph input, or one value listed as two
 outputs. In the main graph (and in model functions) ``OutputFixPass`` puts an Identity on each,
 as before: onnxruntime mis-executes some of those graphs. A Loop or Scan body that hands one of
-its own inputs (a loop-carried value, typically a weight) straight back out, or an input of an
-enclosing graph, is ordinary ONNX: the checker accepts it and onnxruntime runs it, and tf2onnx writes its
-recurrent loops that way. There the Identity would only add a node per pass-through, so this
-pass leaves such outputs alone. A value listed twice as a body output still gets its Identity,
-as everywhere else.
+its own inputs (a loop-carried value, typically a weight) straight back out is ordinary ONNX:
+the checker accepts it and onnxruntime runs it, and tf2onnx writes its recurrent loops that
+way. There the Identity would only add a node per pass-through, so this pass leaves such
+outputs alone. Everything else is still onnx_ir's: a value listed twice as a body output, and
+a body output that is an input of an enclosing graph (the checker rejects that: a subgraph
+output must be produced inside the subgraph or be one of its own inputs).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class SubgraphAwareOutputFixPass(ir.passes.InPlacePass):
             for i, out in enumerate(body.outputs):
                 first = out not in seen
                 seen.add(out)
-                if first and out.is_graph_input():
+                if first and out.is_graph_input() and out.graph is body:
                     # A stand-in output that OutputFixPass has no reason to touch.
                     stand_in = ir.node("Identity", inputs=[out])
                     placeholders.append(stand_in)
