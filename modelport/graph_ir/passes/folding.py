@@ -1,6 +1,11 @@
 """Constant folding: onnxscript's constant folder (evaluates nodes whose inputs are all constant,
 with node-level shape inference), bounded so that folding never materialises large tensors.
 
+``ConstantOfShape`` with a constant shape is folded too when its result has at most
+:data:`CONSTANT_OF_SHAPE_LIMIT` elements (the folder keeps every ConstantOfShape, so that a
+large zeros tensor is not written into the file; a small one, such as a causal mask's
+``ConstantOfShape -> Trilu -> Sub -> Mul``, is better folded with what follows it).
+
 At -O2, :class:`FoldConstantSplitPass` also folds ``Split`` of a constant, which the folder
 leaves alone because it has several outputs (exporters split fused QKV weights that way).
 
@@ -32,6 +37,9 @@ logger = logging.getLogger(__name__)
 # outputs larger than that stay as computed nodes rather than growing the file.
 INPUT_SIZE_LIMIT = 1 << 20
 OUTPUT_SIZE_LIMIT = 1 << 20
+# A ConstantOfShape costs a few bytes however large its result; folding it writes the result
+# into the file, so only small ones are (the folder's own default input size limit).
+CONSTANT_OF_SHAPE_LIMIT = 8192
 _OPSET13_EVALUATORS = {"SequenceConstruct", "ConcatFromSequence", "SplitToSequence", "SequenceAt"}
 
 
@@ -122,12 +130,27 @@ class FoldConstantSplitPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, self.rewrites > 0)
 
 
+def _fold_small_constant_of_shape(node: ir.Node) -> bool | None:
+    """The folder's ``should_fold``: True for a ConstantOfShape of a small constant shape,
+    None (the folder's own rules) for every other node."""
+    if node.op_type != "ConstantOfShape" or node.domain not in ("", "ai.onnx"):
+        return None
+    shape = node.inputs[0].const_value if node.inputs and node.inputs[0] is not None else None
+    if shape is None:
+        return None
+    dims = shape.numpy().reshape(-1)
+    if (dims < 0).any() or int(np.prod(dims, dtype=np.int64)) > CONSTANT_OF_SHAPE_LIMIT:
+        return None
+    return True
+
+
 def folding_passes(level: int = 1) -> list[ir.passes.PassBase]:
     passes: list[ir.passes.PassBase] = [
         GuardedFoldConstantsPass(
             shape_inference=True,
             input_size_limit=INPUT_SIZE_LIMIT,
             output_size_limit=OUTPUT_SIZE_LIMIT,
+            should_fold=_fold_small_constant_of_shape,
         )
     ]
     if level >= 2:

@@ -19,6 +19,7 @@ from modelport.graph_ir.metadata import TARGET_OPSET_KEY
 from modelport.graph_ir.passes.cleanup import cleanup_passes, final_passes, inline_passes
 from modelport.graph_ir.passes.folding import folding_passes
 from modelport.graph_ir.passes.fusions import fusion_passes
+from modelport.graph_ir.passes.outputs import SubgraphAwareOutputFixPass
 
 MAX_ROUNDS = 8
 
@@ -169,7 +170,8 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
             _run(p, model, report)
         # Identity elimination may leave a graph (or subgraph) output that is an input or
         # appears twice; ONNX forbids both, and onnxruntime mis-executes some of them.
-        common.OutputFixPass()(model)
+        # (Loop/Scan bodies may pass an input straight through: outputs.py.)
+        SubgraphAwareOutputFixPass()(model)
         # The graph's inputs and outputs are its interface: merging two outputs that compute the
         # same value (CSE), eliminating an Identity or the fix above may have renamed them.
         _restore_io_names(model, input_names, [name for name, _ in output_meta])
