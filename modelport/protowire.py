@@ -28,6 +28,11 @@ def encode_key(field: int, wire_type: int = LEN) -> bytes:
     return encode_varint((field << 3) | wire_type)
 
 
+def encode_field(field: int, payload: bytes) -> bytes:
+    """A length-delimited field: key, length, payload."""
+    return encode_key(field, LEN) + encode_varint(len(payload)) + payload
+
+
 def decode_varint(buf, pos: int) -> tuple[int, int]:
     """(value, position after it) of the varint at ``buf[pos]``; ValueError if malformed.
 

@@ -16,24 +16,15 @@ import pytest
 
 from modelport.errors import ModelportError
 from modelport.importers.registry import NotConvertedError, detect_format, formats
+from modelport.protowire import encode_field, encode_varint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JAX_ADVICE = "a JAX model is code; export it with jax2onnx, then convert the ONNX"
 
 
 # -- protobuf, msgpack and flatbuffer bytes, written by hand ------------------------------------
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def ld(field: int, payload: bytes) -> bytes:
-    return varint(field << 3 | 2) + varint(len(payload)) + payload
+varint = encode_varint
+ld = encode_field
 
 
 def vi(field: int, value: int) -> bytes:

@@ -12,11 +12,9 @@ import numpy as np
 from modelport.importers.caffe.load import build
 from modelport.importers.caffe.proto import read_net
 from modelport.importers.registry import LoadOptions
-from modelport.protowire import encode_key, encode_varint
+from modelport.protowire import encode_field, encode_key, encode_varint
 
-
-def _len_field(field: int, payload: bytes) -> bytes:
-    return encode_key(field, 2) + encode_varint(len(payload)) + payload
+_len_field = encode_field
 
 
 def _blob_header(shape: tuple[int, ...], nbytes: int) -> bytes:

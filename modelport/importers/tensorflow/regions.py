@@ -21,6 +21,8 @@ NodeDef.name = 1, .op = 2, .attr = 5 (map entry: key = 1, value = 2); AttrValue.
 
 from __future__ import annotations
 
+from modelport.protowire import encode_field
+
 # NodeDefs shorter than this are not looked into: their constants are small enough to be
 # decoded while translating anyway.
 MIN_NODE_BYTES = 1 << 12
@@ -150,22 +152,8 @@ def _stripped(buf, start, end, entries, content) -> bytes | None:
         return None
     content_at = pieces[0][2]
     tensor = bytes(buf[ts:content_at]) + bytes(buf[content[1]:te])
-    entry = _ld(1, b"value") + _ld(2, _ld(8, tensor))
-    return bytes(buf[start:entry_at]) + bytes(buf[entry_end:end]) + _ld(5, entry)
-
-
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    return _encode_varint(field << 3 | 2) + _encode_varint(len(payload)) + payload
+    entry = encode_field(1, b"value") + encode_field(2, encode_field(8, tensor))
+    return bytes(buf[start:entry_at]) + bytes(buf[entry_end:end]) + encode_field(5, entry)
 
 
 def scan(buf) -> tuple[dict[str, tuple[int, int]], bytes | None]:
@@ -187,7 +175,7 @@ def scan(buf) -> tuple[dict[str, tuple[int, int]], bytes | None]:
                     if stripped is None:
                         return {}, None
                     regions[name] = content
-                    out += _ld(1, stripped)
+                    out += encode_field(1, stripped)
                     continue
             out += buf[at:field_end]
     except _Malformed:

@@ -10,21 +10,8 @@ import numpy as np
 
 from modelport.importers.tensorflow import regions, source
 from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
+from modelport.protowire import encode_field
 from tests.oracles import assert_close, run_onnx
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _tensor(content: bytes, n: int) -> pb.TensorProto:
@@ -41,7 +28,7 @@ def _const(name: str, content: bytes, op: str = "Const") -> bytes:
 
 
 def _attr_entry(key: bytes, attr_value: bytes) -> bytes:
-    return _ld(5, _ld(1, key) + _ld(2, attr_value))
+    return encode_field(5, encode_field(1, key) + encode_field(2, attr_value))
 
 
 def test_regions_are_what_the_parser_keeps():
@@ -76,7 +63,7 @@ def test_regions_are_what_the_parser_keeps():
         "small": _const("small", blob(16)),  # not looked into
         "other_op": _const("other_op", a, op="Identity"),  # only Consts
     }
-    data = b"".join(_ld(1, body) for body in nodes.values()) + _ld(
+    data = b"".join(encode_field(1, body) for body in nodes.values()) + encode_field(
         4, pb.VersionDef(producer=1).SerializeToString())
     graph = pb.GraphDef()
     graph.ParseFromString(data)
@@ -105,8 +92,8 @@ def test_stripped_graphdef_is_the_graphdef_without_the_contents():
     bodies = [_const(f"w{i}", rng.standard_normal(n).astype(np.float32).tobytes())
               for i, n in enumerate((2048, 16, 5000))]
     bodies.insert(1, pb.NodeDef(name="x", op="Placeholder").SerializeToString())
-    data = (_ld(4, pb.VersionDef(producer=7).SerializeToString())
-            + b"".join(_ld(1, b) for b in bodies) + b"\x18\x05")  # GraphDef.version = 5
+    data = (encode_field(4, pb.VersionDef(producer=7).SerializeToString())
+            + b"".join(encode_field(1, b) for b in bodies) + b"\x18\x05")  # GraphDef.version = 5
     found, stripped = regions.scan(memoryview(data))
     assert set(found) == {"w0", "w2"}  # w1 is small
     original, short = pb.GraphDef(), pb.GraphDef()
@@ -123,7 +110,7 @@ def test_stripped_graphdef_is_the_graphdef_without_the_contents():
 
 def test_truncated_or_odd_files_give_no_regions():
     body = _const("w", np.zeros(2048, np.float32).tobytes())
-    data = _ld(1, body)
+    data = encode_field(1, body)
     found, stripped = regions.scan(memoryview(data))
     assert set(found) == {"w"} and stripped is not None
     assert regions.scan(memoryview(data[:-10])) == ({}, None)  # length past the end
