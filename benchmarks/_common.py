@@ -7,6 +7,20 @@ import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The peers (tf2onnx, onnxslim, onnxsim) live in their own environment (docs/benchmarks.md).
+BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
+
+# How the TensorFlow benchmarks' model-building child scripts start: quiet TensorFlow, Keras 3
+# on TensorFlow, seeded; the output path is the first argument.
+TF_SCRIPT_HEAD = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import numpy as np, tensorflow as tf, keras
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+out = sys.argv[1]
+keras.utils.set_random_seed(0)
+"""
 
 
 def precompile_modelport() -> None:

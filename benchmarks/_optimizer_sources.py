@@ -209,22 +209,6 @@ CAFFE_HEADS = {"chuanqi305_MobileNetSSD_deploy": ["mbox_loc", "mbox_conf_flatten
                                                   "mbox_priorbox"]}
 
 
-def _caffe_batch1(proto: str) -> dict[str, list[int]]:
-    from modelport.importers.caffe.proto import read_net
-
-    net, _ = read_net(proto)
-    shapes = {}
-    for i, name in enumerate(net.input):
-        dims = list(net.input_shape[i].dim) if i < len(net.input_shape) else list(
-            net.input_dim[4 * i: 4 * i + 4])
-        shapes[name] = [1, *dims[1:]]
-    for layer in net.layer:
-        if layer.type == "Input":
-            for top, shape in zip(layer.top, layer.input_param.shape):
-                shapes[top] = [1, *list(shape.dim)[1:]]
-    return shapes
-
-
 def _caffe_net(name: str, proto: Path | None, text: str | None = None, real: bool = False,
                outputs: list[str] | None = None) -> Prepare:
     def prepare(folder: Path) -> Prepared:
@@ -234,7 +218,9 @@ def _caffe_net(name: str, proto: Path | None, text: str | None = None, real: boo
         if text is not None:
             path = folder / f"{name}.prototxt"
             path.write_text(text)
-        shapes = _caffe_batch1(str(path))
+        from tests.importers.caffe.test_corpus import _batch1
+
+        shapes = _batch1(path)
         if real:
             weights = path.with_suffix(".caffemodel")
         else:

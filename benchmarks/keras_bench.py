@@ -38,10 +38,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script (benchmarks/run.py does)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import median_run, precompile_modelport  # noqa: E402
+from benchmarks._common import BENCH_PY, ROOT, median_run, precompile_modelport  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
 MODELS = ["ResNet50", "MobileNetV2", "VGG16"]
 
 _MAKE = """

@@ -31,20 +31,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script (benchmarks/run.py does)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import precompile_modelport  # noqa: E402
+from benchmarks._common import BENCH_PY, ROOT, TF_SCRIPT_HEAD, precompile_modelport  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
-
-_MAKE = """
-import os, sys
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-os.environ["KERAS_BACKEND"] = "tensorflow"
-import numpy as np, tensorflow as tf, keras
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-out = sys.argv[1]
-keras.utils.set_random_seed(0)
-model = keras.Sequential([keras.Input((50, 32)), keras.layers.LSTM(128, return_sequences=True),
+_MAKE = TF_SCRIPT_HEAD + """model = keras.Sequential([keras.Input((50, 32)), keras.layers.LSTM(128, return_sequences=True),
                           keras.layers.LSTM(128)])
 fn = tf.function(lambda x: model(x, training=False))
 concrete = fn.get_concrete_function(tf.TensorSpec((1, 50, 32), tf.float32, name="x"))
