@@ -648,20 +648,31 @@ class TransposePushPass(ir.passes.InPlacePass):
         target = _reshape_target(x.shape, perm)
         if target is None:
             return False
-        shape = ir.Value(name=self.fresh(f"{y.name}_shape"), shape=ir.Shape([target.size]),
-                         type=ir.TensorType(ir.DataType.INT64), const_value=ir.tensor(target))
-        self.graph.register_initializer(shape)
+        self.reshape_instead(node, x, target, f"{y.name}_shape")
+        return True
+
+    # helpers ------------------------------------------------------------------------------
+    def initializer(self, base: str, tensor: ir.TensorProtocol) -> ir.Value:
+        """A new initializer holding ``tensor``, named after ``base``."""
+        value = ir.Value(name=self.fresh(base), shape=ir.Shape(tensor.shape),
+                         type=ir.TensorType(tensor.dtype), const_value=tensor)
+        self.graph.register_initializer(value)
+        return value
+
+    def reshape_instead(self, node: ir.Node, source: ir.Value, target: np.ndarray,
+                        base: str) -> None:
+        """Replace ``node`` (one output) by ``Reshape(source, target)``, the new output taking
+        its name, its place among the graph outputs and its metadata."""
+        y = node.outputs[0]
         out = ir.Value(name=self.fresh(y.name), type=y.type, shape=y.shape)
-        reshape = ir.Node("", "Reshape", [x, shape], outputs=[out],
-                          name=self.fresh(node.name or "Reshape"),
+        reshape = ir.Node("", "Reshape", [source, self.initializer(base, ir.tensor(target))],
+                          outputs=[out], name=self.fresh(node.name or "Reshape"),
                           metadata_props=dict(node.metadata_props))
         self.graph.insert_before(node, reshape)
         self.rename_onto(y, out)
         self.replace_output(y, out)
         self.graph.remove(node, safe=True)
-        return True
 
-    # helpers ------------------------------------------------------------------------------
     def fresh(self, base: str | None) -> str:
         base = _SUFFIX.sub("", base or "v")
         while True:
@@ -860,18 +871,8 @@ class TransposePushPass(ir.passes.InPlacePass):
                 self.graph.remove(node, safe=True)
                 self.remove_if_dead(reshape)
                 return True
-        value = ir.Value(name=self.fresh(f"{reshape.name or 'Reshape'}_shape"),
-                         shape=ir.Shape([len(new_target)]), type=ir.TensorType(ir.DataType.INT64),
-                         const_value=ir.tensor(np.array(new_target, np.int64)))
-        self.graph.register_initializer(value)
-        out = ir.Value(name=self.fresh(y.name), type=y.type, shape=y.shape)
-        replacement = ir.Node("", "Reshape", [source, value], outputs=[out],
-                              name=self.fresh(node.name or "Reshape"),
-                              metadata_props=dict(node.metadata_props))
-        self.graph.insert_before(node, replacement)
-        self.rename_onto(y, out)
-        self.replace_output(y, out)
-        self.graph.remove(node, safe=True)
+        self.reshape_instead(node, source, np.array(new_target, np.int64),
+                             f"{reshape.name or 'Reshape'}_shape")
         self.remove_if_dead(reshape)
         return True
 
@@ -946,18 +947,11 @@ class TransposePushPass(ir.passes.InPlacePass):
                 inputs.append(how.value)
             elif how.kind == "const":
                 tensor = how.tensor if how.tensor is not None else ir.tensor(how.array)
-                value = ir.Value(name=self.fresh((old.name if old is not None else None) or
-                                                 f"{node.name or node.op_type}_axes"),
-                                 shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype),
-                                 const_value=tensor)
-                self.graph.register_initializer(value)
-                inputs.append(value)
+                inputs.append(self.initializer(
+                    (old.name if old is not None else None) or
+                    f"{node.name or node.op_type}_axes", tensor))
             elif how.kind == "reshape":
-                target = ir.Value(name=self.fresh(f"{how.value.name}_shape"),
-                                  shape=ir.Shape([how.array.size]),
-                                  type=ir.TensorType(ir.DataType.INT64),
-                                  const_value=ir.tensor(how.array))
-                self.graph.register_initializer(target)
+                target = self.initializer(f"{how.value.name}_shape", ir.tensor(how.array))
                 out = ir.Value(name=self.fresh(how.value.name), type=how.value.type,
                                shape=ir.Shape([how.value.shape[a] for a in how.perm]))
                 before.append(ir.Node("", "Reshape", [how.value, target], outputs=[out],
