@@ -1,6 +1,9 @@
 """The HDF5 safety scans find every occurrence, across the windows they scan a file in."""
 
 import mmap
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +19,19 @@ def _plain(data: bytes, needle: bytes, first: int, stop: int) -> list[int]:
     return found
 
 
+@pytest.fixture(params=["memmem", "find"])
+def search(request, monkeypatch):
+    """Both searches: the C library's memmem (through ctypes) and Python's find (where there
+    is no memmem)."""
+    if request.param == "memmem":
+        assert keras_model._memmem() is not None or sys.platform == "win32"
+    else:
+        monkeypatch.setattr(keras_model, "_MEMMEM", [None])
+    return request.param
+
+
 @pytest.mark.parametrize("window", [7, 64, 4096])
-def test_windowed_search_finds_what_a_plain_search_finds(monkeypatch, tmp_path, window):
+def test_windowed_search_finds_what_a_plain_search_finds(monkeypatch, tmp_path, window, search):
     monkeypatch.setattr(keras_model, "_SCAN_WINDOW", window)
     needle = b"\x00\x10\x00\x00\x00"
     data = bytearray(b"\x7f" * 20000)
@@ -44,3 +58,37 @@ def test_bad_vlen_type_is_found_past_the_first_window(monkeypatch, tmp_path):
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as region:
         with pytest.raises(InvalidModelError, match="at byte 10000"):
             keras_model.check_vlen_types(region, str(path))
+
+
+REGRESSIONS = Path(__file__).resolve().parents[2] / "fuzz" / "regressions"
+
+
+@pytest.mark.parametrize("name,why", [
+    ("keras-h5-67604870df.h5", "global heap"),
+    ("keras-k2-h5-5e4e8c7d2f.h5", "global heap"),
+    ("keras1-h5-7259fcd509.h5", "datatype"),
+])
+def test_the_two_scans_side_by_side_refuse_what_they_refuse_one_after_the_other(
+        monkeypatch, tmp_path, search, name, why):
+    # Large files scan in two threads; these small ones are made to as well.
+    monkeypatch.setattr(keras_model, "_PARALLEL_MIN_BYTES", 0)
+    path = tmp_path / name
+    shutil.copy(REGRESSIONS / name, path)
+    with pytest.raises(InvalidModelError, match=f"has a corrupt HDF5 {why}"):
+        keras_model._open_h5(str(path))
+
+
+def test_a_sound_file_passes_both_scans_side_by_side(monkeypatch, tmp_path, search):
+    import h5py
+    import numpy as np
+
+    monkeypatch.setattr(keras_model, "_PARALLEL_MIN_BYTES", 0)
+    path = tmp_path / "ok.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = "{}" * 5000  # a variable-length string in a global heap
+        f.create_dataset("w", data=np.random.default_rng(0).standard_normal(1 << 16))
+    h = keras_model._open_h5(str(path))
+    try:
+        assert h.attrs["model_config"] == "{}" * 5000
+    finally:
+        h.close()
