@@ -51,21 +51,34 @@ _BLOCK = 64
 _BLOCKED_MIN_ELEMENTS = 1 << 16
 
 
-def contiguous(array: np.ndarray) -> np.ndarray:
-    """``np.ascontiguousarray(array)``, faster for large transposed views.
+def contiguous(array: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """``np.ascontiguousarray(array)`` (times ``scale``, if given), faster for large
+    transposed views.
 
     A re-laid-out kernel (Keras ``(kh, kw, in, out)`` read as ONNX ``(out, in, kh, kw)``) is a
     view whose elements are far apart in memory; NumPy copies it element by element in output
     order and misses the cache on nearly every read. Copying 64 x 64 tiles of the first two
     axes keeps both sides of each tile in cache: about twice as fast on ResNet-50's kernels.
+
+    ``scale`` (one factor per index of the first axis: a BatchNormalization folded into a
+    kernel) is applied while copying, so that the kernel is written once, not copied and then
+    scaled. The result is a new array whenever ``scale`` is given.
     """
+    if scale is not None:
+        scale = np.asarray(scale, dtype=array.dtype).reshape((-1,) + (1,) * (array.ndim - 1))
     if array.flags.c_contiguous or array.ndim < 2 or array.size < _BLOCKED_MIN_ELEMENTS:
+        if scale is not None:
+            return np.multiply(array, scale, order="C")
         return np.asarray(array, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
     out = np.empty(array.shape, array.dtype)
     rows, cols = array.shape[0], array.shape[1]
     for i in range(0, rows, _BLOCK):
         for j in range(0, cols, _BLOCK):
-            out[i:i + _BLOCK, j:j + _BLOCK] = array[i:i + _BLOCK, j:j + _BLOCK]
+            if scale is None:
+                out[i:i + _BLOCK, j:j + _BLOCK] = array[i:i + _BLOCK, j:j + _BLOCK]
+            else:
+                np.multiply(array[i:i + _BLOCK, j:j + _BLOCK], scale[i:i + _BLOCK],
+                            out=out[i:i + _BLOCK, j:j + _BLOCK])
     return out
 
 

@@ -38,7 +38,6 @@ def conv_weights(ctx: Context, layer: Layer, k_index: int, name: str, transform,
         w = ctx.weight(layer, k_index, name, transform=transform, shape=shape)
         b = ctx.weight(layer, b_index, "bias") if b_index is not None else None
         return w, b, layer.name
-    ones = [1] * (len(shape) - 1)
     terms: list = []  # (scale, shift), read from the file once for kernel and bias
 
     def bn_scale_shift():
@@ -48,10 +47,8 @@ def conv_weights(ctx: Context, layer: Layer, k_index: int, name: str, transform,
 
     def folded_kernel(k):
         scale, _ = bn_scale_shift()
-        # One copy: the re-laid-out kernel, scaled in place.
-        w = contiguous(transform(k).astype(np.float32, copy=False))
-        w *= scale.reshape(-1, *ones)
-        return w
+        # One pass: the re-laid-out kernel, scaled as it is copied.
+        return contiguous(transform(k).astype(np.float32, copy=False), scale)
 
     def folded_bias():
         scale, shift = bn_scale_shift()
