@@ -142,6 +142,12 @@ def _fix_ir_version(model: ir.Model) -> None:
     model.ir_version = max(model.ir_version or 0, needed, 7)
 
 
+def _has_type_and_shape(value: ir.Value) -> bool:
+    # What the loop below could fill in: a missing type, or a tensor's missing shape.
+    return value.type is not None and (
+        value.shape is not None or not isinstance(value.type, ir.TensorType))
+
+
 def infer_shapes(model: ir.Model) -> None:
     """Store inferred types and shapes on values that lack them.
 
@@ -155,6 +161,9 @@ def infer_shapes(model: ir.Model) -> None:
             proto, check_type=False, strict_mode=False, data_prop=True
         )
 
+    if all(_has_type_and_shape(v) for g in model.graphs()
+           for v in (*g.inputs, *g.initializers.values(), *(o for n in g for o in n.outputs))):
+        return  # nothing for it to fill in (the folder typed every value): skip the call
     try:
         inferred = ir.serde.deserialize_model(_c_api_utils.call_onnx_api(run, model))
     except Exception:  # inference is best effort; the checker has the last word
