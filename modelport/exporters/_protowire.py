@@ -10,8 +10,9 @@ GraphProto.initializer field 5, TensorProto.raw_data field 9 (onnx.proto).
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
 import numpy as np
@@ -64,6 +65,34 @@ def _raw_view(tensor: ir.TensorProtocol) -> memoryview | bytes:
             if array.dtype.byteorder not in (">",):
                 return memoryview(array.reshape(-1).view(np.uint8))
     return tensor.tobytes()
+
+
+# Below this many bytes of streamed weights, a second thread is not worth starting.
+_AHEAD_MIN_BYTES = 1 << 22
+
+
+def _views_ahead(tensors: Sequence[ir.TensorProtocol]) -> Iterator[memoryview | bytes]:
+    """:func:`_raw_view` of each tensor, in order; with two or more CPUs the next tensor is
+    read (a lazy weight: file read, re-layout, folding) in a second thread while the caller
+    writes the current one. At most two tensors are in memory at a time. Only that one
+    thread reads tensors while the caller writes, so the reads never run concurrently with
+    each other (importers' readers share file handles)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if len(tensors) < 2 or (cpus or 1) < 2 or \
+            sum(t.nbytes for t in tensors) < _AHEAD_MIN_BYTES:
+        for tensor in tensors:
+            yield _raw_view(tensor)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="modelport-read") as pool:
+        pending = pool.submit(_raw_view, tensors[0])
+        for following in tensors[1:]:
+            data = pending.result()
+            pending = pool.submit(_raw_view, following)
+            yield data
+            del data
+        yield pending.result()
 
 
 def write_model(
@@ -125,22 +154,27 @@ def write_model(
     put(head)
     put(tag(MODEL_GRAPH) + varint(graph_len))
     put(graph_head)
-    for tensor, header_bytes, nbytes in parts:
-        if nbytes is None:
-            put(tag(GRAPH_INITIALIZER) + varint(len(header_bytes)) + header_bytes)
-            continue
-        msg_len = len(header_bytes) + len(tag(TENSOR_RAW_DATA)) + len(varint(nbytes)) + nbytes
-        put(tag(GRAPH_INITIALIZER) + varint(msg_len) + header_bytes)
-        put(tag(TENSOR_RAW_DATA) + varint(nbytes))
-        data = _raw_view(tensor)
-        if len(data) != nbytes:
-            raise ValueError(
-                f"tensor {tensor.name!r} produced {len(data)} bytes, expected {nbytes}"
-            )
-        put(data)
-        del data
-        if on_tensor:
-            on_tensor(tensor.name or "", nbytes)
+    views = _views_ahead([tensor for tensor, _, nbytes in parts if nbytes is not None])
+    try:
+        for tensor, header_bytes, nbytes in parts:
+            if nbytes is None:
+                put(tag(GRAPH_INITIALIZER) + varint(len(header_bytes)) + header_bytes)
+                continue
+            msg_len = len(header_bytes) + len(tag(TENSOR_RAW_DATA)) + len(varint(nbytes)) + \
+                nbytes
+            put(tag(GRAPH_INITIALIZER) + varint(msg_len) + header_bytes)
+            put(tag(TENSOR_RAW_DATA) + varint(nbytes))
+            data = next(views)
+            if len(data) != nbytes:
+                raise ValueError(
+                    f"tensor {tensor.name!r} produced {len(data)} bytes, expected {nbytes}"
+                )
+            put(data)
+            del data
+            if on_tensor:
+                on_tensor(tensor.name or "", nbytes)
+    finally:
+        views.close()  # waits for a read still under way in the second thread
     # The skeleton for checking: small initializers (shape vectors, scalars: what shape
     # inference propagates) in full, large ones declared as typed graph inputs.
     # Initializers that are also graph inputs (IR < 4 models) are declared already.

@@ -215,3 +215,69 @@ def test_every_element_type_is_written_exactly(tmp_path, dtype):
     saved = onnx.numpy_helper.to_array(onnx.load(tmp_path / "t.onnx").graph.initializer[0])
     assert saved.dtype == values.dtype
     np.testing.assert_array_equal(saved, values)
+
+
+def _many_weights_model(n, read):
+    b = GraphBuilder("many")
+    x = b.input("x", np.float32, [1, 16])
+    for i in range(n):
+        w = b.initializer(f"w{i}", lazy_tensor(lambda i=i: read(i), np.float32, (16, 16)))
+        x = b.op("MatMul", x, w)
+    b.output(x, "y")
+    return b.build()
+
+
+def _weight(i):
+    return np.random.default_rng(i).standard_normal((16, 16)).astype(np.float32)
+
+
+def test_reading_the_next_weight_while_writing_gives_the_same_bytes(tmp_path, monkeypatch):
+    import threading
+
+    from modelport.exporters import _protowire
+
+    reads = []
+
+    def read(i):
+        reads.append((i, threading.current_thread().name))
+        return _weight(i)
+
+    paths = {}
+    for ahead in (False, True):
+        reads.clear()
+        # forced both ways, whatever this machine's CPU count
+        monkeypatch.setattr(_protowire, "_AHEAD_MIN_BYTES", 0 if ahead else 1 << 62)
+        monkeypatch.setattr(_protowire.os, "sched_getaffinity", lambda _pid: {0, 1},
+                            raising=False)
+        paths[ahead] = tmp_path / f"ahead{ahead}.onnx"
+        onnx_exporter.export(_many_weights_model(6, read), paths[ahead])
+        assert [i for i, _ in reads] == list(range(6))  # each weight read once, in order
+        workers = {name for _, name in reads if name != threading.current_thread().name}
+        assert bool(workers) == ahead
+    assert paths[True].read_bytes() == paths[False].read_bytes()
+    assert not any(t.name.startswith("modelport-read") for t in threading.enumerate())
+    x = np.random.default_rng(9).standard_normal((1, 16)).astype(np.float32)
+    want = x
+    for i in range(6):
+        want = want @ _weight(i)
+    assert_close(run_onnx(paths[True], {"x": x})["y"], want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_failed_read_in_the_second_thread_fails_the_export(tmp_path, monkeypatch):
+    import threading
+
+    from modelport.errors import InvalidModelError
+    from modelport.exporters import _protowire
+
+    monkeypatch.setattr(_protowire, "_AHEAD_MIN_BYTES", 0)
+    monkeypatch.setattr(_protowire.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+
+    def read(i):
+        if i == 3:
+            raise InvalidModelError("weight 3 is cut short", path="src.h5")
+        return _weight(i)
+
+    with pytest.raises(InvalidModelError, match="weight 3 is cut short"):
+        onnx_exporter.export(_many_weights_model(6, read), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    assert not any(t.name.startswith("modelport-read") for t in threading.enumerate())
