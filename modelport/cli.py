@@ -551,7 +551,8 @@ def _run(argv: list[str], debug: bool, as_json: bool) -> None:
 
 def run() -> None:
     """The ``modelport`` command (console script and ``python -m modelport``): :func:`main`,
-    then an exit that skips the interpreter's teardown.
+    then an exit that skips the interpreter's teardown, with the cyclic garbage collector
+    running less often.
 
     Freeing every module and object of onnx, onnx_ir and onnxscript at exit takes 0.1-0.2 s,
     a tenth of converting a ResNet-50. Once the command has returned (its outputs written and
@@ -561,12 +562,22 @@ def run() -> None:
     that cannot be flushed) it exits the ordinary way. ``main()`` itself, which tests and
     scripts call in-process, never does this.
     """
+    import gc
+
+    # Most of what a conversion allocates (graph nodes, values, protobuf messages) lives until
+    # it ends, yet the cyclic collector's default thresholds scan those objects about a
+    # hundred times over a ResNet-50 (0.03-0.04 s). In this process it runs less often;
+    # cycles are still collected.
+    gc.set_threshold(*_GC_THRESHOLDS)
     try:
         main()
         code: Any = 0
     except SystemExit as exc:
         code = exc.code
     _exit(0 if code is None else code)
+
+
+_GC_THRESHOLDS = (100_000, 50, 50)
 
 
 def _exit(code: Any) -> None:
