@@ -231,19 +231,27 @@ def convert(src, out, outputs, opset, level, force, external_data, do_verify, ke
             inputs, trust_code, random_weights, nchw_inputs, dynamic, inputs_file, seed, rtol,
             atol, per_layer, device, junit_file, html_file, debug, quiet, as_json):
     """Convert SRC to ONNX at OUT (`-o`)."""
-    from modelport.convert.pipeline import convert as run
+    from modelport.importers import hdf5_scan
 
-    options = _load_options(weights, inputs, outputs, trust_code, random_weights, nchw_inputs,
-                            dynamic)
-    rtol, atol = _tolerances(rtol, atol)
-    result = run(
-        src, out, format=fmt, options=options, opset=opset, level=level, force=force,
-        external_data=external_data, verify=do_verify or per_layer,
-        verify_kwargs=dict(rtol=rtol, atol=atol, seed=seed, inputs=inputs_file,
-                           per_layer=per_layer, device=device),
-        progress=_progress(quiet, as_json), keep_failed=keep_failed, target=target,
-        input_ranges=_input_ranges(input_ranges, target),
-    )
+    # A large HDF5 source has its safety scans started now, side by side with the imports
+    # below (they release the GIL); the Keras importer waits for them when it opens the file.
+    hdf5_scan.prescan(src)
+    try:
+        from modelport.convert.pipeline import convert as run
+
+        options = _load_options(weights, inputs, outputs, trust_code, random_weights,
+                                nchw_inputs, dynamic)
+        rtol, atol = _tolerances(rtol, atol)
+        result = run(
+            src, out, format=fmt, options=options, opset=opset, level=level, force=force,
+            external_data=external_data, verify=do_verify or per_layer,
+            verify_kwargs=dict(rtol=rtol, atol=atol, seed=seed, inputs=inputs_file,
+                               per_layer=per_layer, device=device),
+            progress=_progress(quiet, as_json), keep_failed=keep_failed, target=target,
+            input_ranges=_input_ranges(input_ranges, target),
+        )
+    finally:
+        hdf5_scan.finish_prescans()
     d = result.to_dict()
     d["verified"] = result.report is not None and result.report.verified
     if result.report is not None:

@@ -24,10 +24,10 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 from modelport.errors import InvalidModelError, first_line
+from modelport.importers.hdf5_scan import check_global_heaps, check_hdf5_file
 
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 
@@ -513,178 +513,13 @@ def _weights_only(h: Any, path: str) -> Any:
 
 
 def _open_h5(source: str) -> Any:
-    """h5py.File on a path or file object, after checking the global heap collections that
-    the HDF5 library loops on forever when they are corrupt (see :func:`check_global_heaps`)
-    and the variable-length types it crashes on (:func:`check_vlen_types`)."""
+    """h5py.File on a path, after the safety scans of :mod:`modelport.importers.hdf5_scan`
+    (structures libhdf5 hangs or crashes on)."""
     import h5py
 
-    with open(source, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as region:
-        _both_scans(region, source)
+    with open(source, "rb") as f:
+        check_hdf5_file(f, source)
     return h5py.File(source, "r")
-
-
-def _both_scans(region: Any, source: str) -> None:
-    """The two scans of a whole file, side by side where the search releases the GIL (the
-    C library's ``memmem``): the heap scan in a second thread, the type scan in this one.
-    The first refusal found is raised (the heap's when both refuse)."""
-    if _memmem() is None or len(region) < _PARALLEL_MIN_BYTES:
-        check_global_heaps(region, source)
-        check_vlen_types(region, source)
-        return
-    import threading
-
-    failure: list[BaseException] = []
-
-    def heaps() -> None:
-        try:
-            check_global_heaps(region, source)
-        except BaseException as exc:  # handed to the calling thread below
-            failure.append(exc)
-
-    worker = threading.Thread(target=heaps, name="modelport-hdf5-scan", daemon=True)
-    worker.start()
-    try:
-        check_vlen_types(region, source)
-    finally:
-        worker.join()  # the region stays mapped until both scans have finished
-    if failure:
-        raise failure[0]
-
-
-# Below this size the second thread costs more than it saves.
-_PARALLEL_MIN_BYTES = 1 << 22
-
-
-# A variable-length datatype message (class 9, versions 1-4) of the size HDF5 writes (16 bytes:
-# length, heap address, index): class-and-version byte, bit field (its first nibble says sequence
-# (0) or string (1)), two more bit-field bytes, then the size 16. The scan looks for the fixed
-# five-byte tail with ``find`` (memchr speed: 0.06 s over a 100 MB file, where a regular
-# expression that starts with a byte class takes 0.65 s) and checks the three bytes before it.
-_VLEN_TAIL = b"\x00\x10\x00\x00\x00"
-_VLEN_CLASS_VERSION = frozenset((0x19, 0x29, 0x39, 0x49))
-
-
-def check_vlen_types(data: Any, path: str) -> None:
-    """Refuse variable-length datatypes that are neither sequences nor strings: libhdf5
-    crashes (SIGSEGV) converting such an attribute (``weight_names``, ``layer_names``) when
-    h5py reads it. The pattern is 8 bytes long; weights match it by chance about once in 2^50
-    positions."""
-    for i in _find_all(data, _VLEN_TAIL, 3, len(data)):
-        start = i - 3
-        if data[start] in _VLEN_CLASS_VERSION and data[start + 2] <= 0x0F \
-                and data[start + 1] & 0x0F > 1:
-            raise InvalidModelError(f"has a corrupt HDF5 datatype at byte {start} "
-                                    "(a variable-length type that is neither a string nor a "
-                                    "sequence)", path=path)
-
-
-_SCAN_WINDOW = 1 << 24
-
-
-def _find_all(data: Any, needle: bytes, first: int, stop: int) -> Iterator[int]:
-    """Every start of ``needle`` in ``data[first:stop]`` (overlapping ones too), in order.
-
-    ``data`` (bytes or a memory map) must stay open while the iterator is used. A
-    memory-mapped file is scanned 16 MB at a time and each window's pages are handed back
-    once scanned, so that scanning a 500 MB file does not make it all resident in this
-    process (its peak RSS would otherwise count the whole file)."""
-    release = getattr(data, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
-    memmem = _memmem()
-    base = _address(data) if memmem is not None else None
-    page = mmap.PAGESIZE
-    pos = first
-    while pos < stop:
-        end = min(stop, pos + _SCAN_WINDOW + len(needle) - 1)
-        if base is None:
-            i = data.find(needle, pos, end)
-            while i >= 0:
-                yield i
-                i = data.find(needle, i + 1, end)
-        else:
-            i = pos
-            while end - i >= len(needle):
-                hit = memmem(base + i, end - i, needle, len(needle))
-                if not hit:
-                    break
-                yield hit - base
-                if getattr(data, "closed", False):
-                    return  # closed by the caller while we were suspended: stop reading it
-                i = hit - base + 1
-        done = min(stop, pos + _SCAN_WINDOW) // page * page
-        if release is not None and done > pos // page * page:
-            release(mmap.MADV_DONTNEED, pos // page * page, done - pos // page * page)
-        pos += _SCAN_WINDOW
-
-
-_MEMMEM: list = []
-
-
-def _memmem() -> Any:
-    """The C library's ``memmem`` through ctypes, or None where there is none (Windows).
-
-    It finds these needles about twice as fast as ``bytes.find``/``mmap.find`` and, being a
-    foreign call, releases the GIL, so that the two scans of a file can run side by side."""
-    if not _MEMMEM:
-        fn = None
-        try:
-            import ctypes
-
-            fn = ctypes.CDLL(None).memmem
-            fn.restype = ctypes.c_void_p
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
-        except (ImportError, OSError, AttributeError, TypeError):
-            fn = None
-        _MEMMEM.append(fn)
-    return _MEMMEM[0]
-
-
-def _address(data: Any) -> int | None:
-    """The address of ``data``'s first byte. The NumPy view that finds it is dropped at
-    once: holding it would keep a memory map from being closed (BufferError)."""
-    import numpy as np
-
-    try:
-        view = np.frombuffer(data, np.uint8)
-    except (TypeError, ValueError):
-        return None
-    if not len(view):
-        return None
-    address = view.ctypes.data
-    del view
-    return address
-
-
-_GCOL_V1 = b"GCOL\x01\x00\x00\x00"
-
-
-def check_global_heaps(data: Any, path: str, first: int = 0, stop: int | None = None) -> None:
-    """Walk every global heap collection ("GCOL", where HDF5 keeps variable-length strings
-    such as ``model_config``): each object must fit in its collection and the free-space
-    object must cover the rest. libhdf5 spins forever on a collection whose free-space
-    object has size 0, so such a file is refused here, before h5py touches it."""
-    n = len(data) if stop is None else stop
-    # The signature and version 1 with its three reserved bytes: an 8-byte needle lets find()
-    # skip further at each step than "GCOL" alone (about 40% faster over 100 MB of weights).
-    for i in _find_all(data, _GCOL_V1, first, n):
-        if i + 16 <= n:
-            size = int.from_bytes(data[i + 8:i + 16], "little")
-            end = i + size
-            if size >= 4096 and end <= n:
-                p = i + 16
-                while p + 16 <= end:
-                    index = int.from_bytes(data[p:p + 2], "little")
-                    osize = int.from_bytes(data[p + 8:p + 16], "little")
-                    if index == 0:
-                        if osize != end - p:
-                            raise InvalidModelError(
-                                f"has a corrupt HDF5 global heap at byte {i} (free space of "
-                                f"{osize} bytes where {end - p} remain)", path=path)
-                        break
-                    p += 16 + (osize + 7) // 8 * 8
-                    if p > end:
-                        raise InvalidModelError(
-                            f"has a corrupt HDF5 global heap at byte {i} (an object runs past "
-                            "the collection)", path=path)
 
 
 def _attr(h: Any, name: str) -> str | None:
