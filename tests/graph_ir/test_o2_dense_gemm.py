@@ -88,6 +88,25 @@ def test_consecutive_dense_layers_stay_2d_between_them(tmp_path):
     assert model.graph.node(1).inputs[2].const_value.shape == ir.Shape([16])
 
 
+def test_an_activation_between_dense_layers_runs_on_the_2d_view(tmp_path):
+    # a transformer's feed-forward block: x -> dense -> Relu -> dense -> + x; and a second
+    # block where the activation's result is also read by another operator
+    nodes = [*dense("x", "h", "w1", "b1"), helper.make_node("Relu", ["h"], ["a"]),
+             *dense("a", "f", "w2", "b2"), helper.make_node("Add", ["x", "f"], ["y"]),
+             *dense("y", "h2", "w1", "b1"),
+             helper.make_node("Clip", ["h2", "lo", "hi"], ["a2"]),
+             *dense("a2", "f2", "w2", "b2"), helper.make_node("Add", ["a2", "f2"], ["z"])]
+    inits = [init("w1", w(8, 8)), init("b1", w(8)), init("w2", w(8, 8)), init("b2", w(8)),
+             init("lo", np.array(-0.5, np.float32)), init("hi", np.array(0.5, np.float32))]
+    proto = make_model(nodes, [dyn("x", ["batch", 5, 8])], [dyn("z", ["batch", 5, 8])], inits)
+    model = agree(tmp_path, proto)
+    # first block: Reshape, Gemm, Relu, Gemm, Reshape back (the same count as before); the
+    # second: Clip's result is read by the residual Add too, so it would need a Reshape back of
+    # its own: both layers stay
+    assert ops(model) == ["Reshape", "Gemm", "Relu", "Gemm", "Reshape", "Add",
+                          "MatMul", "Add", "Clip", "MatMul", "Add", "Add"]
+
+
 def test_rank4_input_with_a_dynamic_batch(tmp_path):
     nodes = [*dense("x", "h", "w1", "b1"), *dense("h", "y", "w2", "b2")]
     inits = [init("w1", w(8, 4)), init("b1", w(4)), init("w2", w(4, 2)), init("b2", w(2))]

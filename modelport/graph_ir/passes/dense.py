@@ -19,7 +19,9 @@ without letting the node count grow:
   given the 2-D target instead;
 - a ``Reshape`` that reads ``y`` (the split into heads) reads ``g`` with a target that
   yields the same result; a dense layer that reads ``y`` reads ``g`` (consecutive dense layers
-  stay 2-D);
+  stay 2-D); so does an element-wise operator of one tensor (Relu, Gelu, Clip with scalar
+  bounds...) whose result is read only in these ways (the feed-forward block
+  ``dense → Relu → dense`` becomes ``Reshape → Gemm → Relu → Gemm → Reshape``);
 - only what reads ``y`` otherwise (and ``y`` as a graph output) gets the one ``Reshape`` back.
 
 The rewrites are counted per connected set of layers (layers that share an input, or of which
@@ -67,12 +69,26 @@ class _Dense:
     bias: ir.Value
     lead: list  # x's dims but the last: int or ir.SymbolicDim
     chained: list = dataclasses.field(default_factory=list)  # dense layers that read y
-    retarget: list = dataclasses.field(default_factory=list)  # (Reshape node, new target)
+    retarget: list = dataclasses.field(default_factory=list)  # (Reshape, new target, value)
+    unary: list = dataclasses.field(default_factory=list)  # element-wise nodes run on 2-D
     back: list[int] | None = None  # the target of the Reshape back, when one is needed
 
     @property
     def y(self) -> ir.Value:
         return self.add.outputs[0]
+
+
+# Element-wise operators of one tensor (Clip: and its scalar bounds), indifferent to its shape.
+_UNARY = frozenset({"Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "Tanh",
+                    "Softplus", "Softsign", "Gelu", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt",
+                    "Reciprocal", "HardSwish", "Mish", "Sin", "Cos", "Clip", "ThresholdedRelu"})
+
+
+def _unary(node: ir.Node) -> bool:
+    if node.op_type not in _UNARY or node.domain not in _DEFAULT or len(node.outputs) != 1:
+        return False
+    return all(v is None or (v.const_value is not None and v.const_value.size == 1)
+               for v in node.inputs[1:])
 
 
 def _const_shape(value: ir.Value | None) -> list[int] | None:
@@ -213,6 +229,7 @@ class DenseToGemmPass(ir.passes.InPlacePass):
             for c in d.chained:
                 parent[root(id(c))] = root(id(d))
         produced = {id(d.y) for d in layers}
+        produced.update(id(u.outputs[0]) for d in layers for u in d.unary)
         net: dict[int, int] = {}
         for members in groups.values():
             first = members[0]
@@ -234,13 +251,23 @@ class DenseToGemmPass(ir.passes.InPlacePass):
                 return 0
         return 1
 
-    @staticmethod
-    def _outputs(d: _Dense, by_matmul: dict[int, _Dense]) -> bool:
-        """Sort what reads y: dense layers, Reshapes to retarget, the rest (one Reshape back).
+    @classmethod
+    def _outputs(cls, d: _Dense, by_matmul: dict[int, _Dense]) -> bool:
+        """Sort what reads y: dense layers, Reshapes to retarget, element-wise operators whose
+        results need nothing else (they run on the 2-D view), the rest (one Reshape back).
         False when the rest needs a Reshape back that constant dims cannot express."""
         dims = [*d.lead, d.w.const_value.shape[1]]
-        d.chained, d.retarget, rest = [], [], d.y.is_graph_output()
-        for use in d.y.uses():
+        d.chained, d.retarget, d.unary = [], [], []
+        rest = cls._sort(d, d.y, dims, by_matmul)
+        d.back = _target(dims) if rest else None
+        return not rest or d.back is not None
+
+    @classmethod
+    def _sort(cls, d: _Dense, v: ir.Value, dims: list, by_matmul) -> bool:
+        """Record in ``d`` what reads ``v`` and can take the 2-D view; True when something
+        else reads it (or it is a graph output)."""
+        rest = v.is_graph_output()
+        for use in v.uses():
             node = use.node
             other = by_matmul.get(id(node))
             if other is not None and use.idx == 0:
@@ -249,11 +276,17 @@ class DenseToGemmPass(ir.passes.InPlacePass):
             if node.op_type == "Reshape" and node.domain in _DEFAULT and use.idx == 0:
                 target = _retarget(node, dims)
                 if target is not None:
-                    d.retarget.append((node, target))
+                    d.retarget.append((node, target, v))
                     continue
+            if use.idx == 0 and _unary(node):
+                saved = len(d.chained), len(d.retarget), len(d.unary)
+                d.unary.append(node)
+                if not cls._sort(d, node.outputs[0], dims, by_matmul):
+                    continue
+                # its result would need a Reshape back of its own: it stays on the N-D tensor
+                del d.chained[saved[0]:], d.retarget[saved[1]:], d.unary[saved[2]:]
             rest = True
-        d.back = _target(dims) if rest else None
-        return not rest or d.back is not None
+        return rest
 
     # -- rewriting ----------------------------------------------------------------------------
 
@@ -282,8 +315,14 @@ class DenseToGemmPass(ir.passes.InPlacePass):
             g.shape = ir.Shape([self._rows(x2), n])
             graph.insert_before(d.add, gemm)
             flat[id(d.y)] = g
-            for node, target in d.retarget:
-                node.replace_input_with(0, g)
+            for node in d.unary:  # parents first; those that read y read g instead
+                if node.inputs[0] is d.y:
+                    node.replace_input_with(0, g)
+                out = node.outputs[0]
+                out.shape = ir.Shape(list(g.shape))
+                flat[id(out)] = out
+            for node, target, view in d.retarget:
+                node.replace_input_with(0, flat[id(view)])
                 node.replace_input_with(1, self._initializer(graph, node.inputs[1], target))
             if d.back is not None:
                 back = ir.node("Reshape", [g, self._initializer(graph, d.y, d.back)],
