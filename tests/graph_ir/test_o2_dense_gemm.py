@@ -146,16 +146,34 @@ def test_a_rank2_dense_layer_is_onnxscripts_gemm_without_reshapes(tmp_path):
     assert ops(agree(tmp_path, proto)) == ["Gemm"]
 
 
-def test_a_split_that_2d_constants_cannot_spell_costs_a_reshape_back(tmp_path):
-    # Reshape(q, [0, -1, 3]) from the 2-D view would need both the batch and the -1 unknown:
-    # each of q and k would need a Reshape back, one more node than the two MatMul + Add
+def test_a_head_split_with_minus_one_is_retargeted(tmp_path):
+    # Reshape(q, [0, 0, 2, -1]) on [batch, 5, 6]: from the 2-D view, [-1, 5, 2, 3]
     nodes = [*dense("x", "q", "wq", "bq"), *dense("x", "k", "wk", "bk"),
              helper.make_node("Reshape", ["q", "split"], ["qh"]),
              helper.make_node("Reshape", ["k", "split"], ["kh"]),
              helper.make_node("Add", ["qh", "kh"], ["y"])]
     inits = [init("wq", w(8, 6)), init("bq", w(6)), init("wk", w(8, 6)), init("bk", w(6)),
-             init("split", np.array([0, -1, 3], i64))]
-    proto = make_model(nodes, [dyn("x", ["batch", 5, 8])], [dyn("y", ["batch", 10, 3])], inits)
+             init("split", np.array([0, 0, 2, -1], i64))]
+    proto = make_model(nodes, [dyn("x", ["batch", 5, 8])], [dyn("y", ["batch", 5, 2, 3])],
+                       inits)
+    model = agree(tmp_path, proto)
+    assert sorted(ops(model)) == ["Add", "Gemm", "Gemm", "Reshape", "Reshape", "Reshape"]
+    targets = sorted(list(n.inputs[1].const_value.numpy()) for n in model.graph
+                     if n.op_type == "Reshape")
+    assert targets == [[-1, 5, 2, 3], [-1, 5, 2, 3], [-1, 8]]
+
+
+def test_a_split_that_2d_constants_cannot_spell_stays(tmp_path):
+    # [batch, seq, 6] split into [batch, seq, 2, 3]: from the 2-D view both batch and seq
+    # would be unknown, and so would they in a Reshape back: the layers stay
+    nodes = [*dense("x", "q", "wq", "bq"), *dense("x", "k", "wk", "bk"),
+             helper.make_node("Reshape", ["q", "split"], ["qh"]),
+             helper.make_node("Reshape", ["k", "split"], ["kh"]),
+             helper.make_node("Add", ["qh", "kh"], ["y"])]
+    inits = [init("wq", w(8, 6)), init("bq", w(6)), init("wk", w(8, 6)), init("bk", w(6)),
+             init("split", np.array([0, 0, 2, 3], i64))]
+    proto = make_model(nodes, [dyn("x", ["batch", "seq", 8])],
+                       [dyn("y", ["batch", "seq", 2, 3])], inits)
     model = agree(tmp_path, proto)
     assert ops(model).count("Gemm") == 0
     assert len(model.graph) == len(proto.graph.node)

@@ -43,8 +43,10 @@ node less, and one pass less over the query in onnxruntime.
 Exactly where legal: ``W`` is a 2-D constant and ``b`` a constant with ``N`` elements that
 broadcasts over the last axis only (``[N]``, ``[1, N]``, ``[1, 1, N]``...), float or double;
 ``x``'s rank is known and at least 3; every target written back uses constant dims and at most
-one ``-1`` (a dynamic batch with static other dims, the usual case); a ``Reshape`` with
-``allowzero=1`` and a ``0`` in its target is not retargeted.
+one ``-1`` (a dynamic batch with static other dims, the usual case; a head split's own
+``-1``, as in ``[0, 0, heads, -1]``, is worked out from the static dims where the dims it
+copies are all the unknown ones); a ``Reshape`` with ``allowzero=1`` and a ``0`` in its
+target is not retargeted.
 """
 
 from __future__ import annotations
@@ -164,6 +166,14 @@ def _retarget(reshape: ir.Node, dims: list) -> list[int] | None:
             resolved.append(dims[i])
         else:
             resolved.append(s)
+    if -1 in resolved:  # [0, 0, heads, -1]: the -1 is known where the copied dims are alike
+        copied = [d for d in resolved if not isinstance(d, int)]
+        free = [d for d in dims if not isinstance(d, int)]
+        if len(copied) == len(free) and all(a is b for a, b in zip(copied, free)):
+            total = int(np.prod([d for d in dims if isinstance(d, int)]))
+            known = int(np.prod([d for d in resolved if isinstance(d, int) and d != -1]))
+            if known > 0 and total % known == 0:
+                resolved[resolved.index(-1)] = total // known
     return _target(resolved)
 
 
