@@ -272,7 +272,7 @@ def random_graph(draw):
     steps = draw(st.lists(st.sampled_from(
         ["flatten_dyn", "split_dyn", "transpose", "unsq_sq", "expand", "affine", "gelu", "ln",
          "relu", "reshape_chain", "matmul", "zero_bias", "attention_kt", "qkv", "slices", "conv_affine", "unit_reduce", "pad0",
-         "const_split", "bn_matmul", "unit_transpose"]),
+         "const_split", "bn_matmul", "unit_transpose", "dense2", "dense_heads"]),
         min_size=1,
         max_size=6))
     for step in steps:
@@ -458,6 +458,28 @@ def random_graph(draw):
                       helper.make_node("Add", [m, const(rng.standard_normal(k).astype(
                           np.float32))], [out])]
             shape = shape[:-1] + [k]
+        elif step == "dense2":  # two dense layers in a row: the pair may run as 2-D Gemms
+            for _ in range(2):
+                k = draw(st.integers(1, 5))
+                m, a = fresh(), fresh()
+                nodes += [helper.make_node("MatMul", [cur, const(rng.standard_normal(
+                    (shape[-1], k)).astype(np.float32))], [m]),
+                          helper.make_node("Add", [m, const(rng.standard_normal(k).astype(
+                              np.float32))], [a])]
+                shape, cur = shape[:-1] + [k], a
+            nodes.append(helper.make_node("Identity", [cur], [out]))
+        elif step == "dense_heads":  # a dense layer split into two heads and scaled
+            k = 2 * draw(st.integers(1, 3))
+            m, a, r = fresh(), fresh(), fresh()
+            lead = [0] * len(shape)  # batch and the leading dims copied, the last one split
+            nodes += [helper.make_node("MatMul", [cur, const(rng.standard_normal(
+                (shape[-1], k)).astype(np.float32))], [m]),
+                      helper.make_node("Add", [const(rng.standard_normal(k).astype(np.float32)),
+                                               m], [a]),
+                      helper.make_node("Reshape", [a, const(np.array([*lead, 2, k // 2], i64))],
+                                       [r]),
+                      helper.make_node("Mul", [r, const(np.float32(0.5))], [out])]
+            shape = shape[:-1] + [2, k // 2]
         else:
             nodes.append(helper.make_node("Relu", [cur], [out]))
         cur = out

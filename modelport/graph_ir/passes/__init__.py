@@ -18,6 +18,8 @@ This project's own -O2 passes, for what onnxscript lacks:
                      (Attention)
 - :mod:`.conv`       per-channel Mul/Add after Conv folded into it
 - :mod:`.linear`     BatchNormalization after a bias-free MatMul folded into a Gemm
+- :mod:`.dense`      dense layers on N-D inputs as 2-D Gemms (no more nodes), a scalar Mul
+                     after a Gemm into its alpha/beta; run at the others' fixed point
 
 Importer-specific passes (e.g. layout transposes) register themselves with
 :func:`register_pass` and run at the level they ask for.

@@ -3,7 +3,9 @@
 -O0 runs nothing. -O1 (default) inlines functions, then repeats [constant folding, the default
 rewrite rules, registered project passes, clean-up] until nothing changes (at most
 ``MAX_ROUNDS`` rounds; a pass that found nothing is skipped until another pass changes the
-graph). -O2 adds the extra rule sets of :mod:`.fusions`.
+graph). -O2 adds the extra rule sets of :mod:`.fusions`. Passes registered as ``closing`` run
+only at the fixed point (and the rounds go on when they change the graph); where the rounds
+end at ``MAX_ROUNDS`` without one, they do not run.
 """
 
 from __future__ import annotations
@@ -28,20 +30,29 @@ _REGISTERED: list[tuple[int, str, Callable[[], ir.passes.PassBase]]] = []
 
 
 _LATE: set[str] = set()
+_CLOSING: set[str] = set()
 
 
-def register_pass(level: int, name: str | None = None, *, late: bool = False):
+def register_pass(level: int, name: str | None = None, *, late: bool = False,
+                  closing: bool = False):
     """Decorator: run the pass built by ``factory()`` at ``level`` and above.
 
     ``late``: run it after the other registered passes of each round. The layout pass is late:
     it moves Transposes, which would otherwise hide patterns that other passes recognise (the
-    Reshape → Transpose → Squeeze → Gather of a packed q/k/v, for one)."""
+    Reshape → Transpose → Squeeze → Gather of a packed q/k/v, for one).
+
+    ``closing``: run it only once the other passes have reached their fixed point (the rounds
+    go on if it changes the graph). For rewrites that trade the operators other passes look
+    for against ones a runtime prefers (N-D dense layers as 2-D Gemms: :mod:`.dense`), and
+    that decide by the node count of the graph as the other passes leave it."""
 
     def decorate(factory: Callable[[], ir.passes.PassBase]):
         label = name or factory.__name__
         _REGISTERED.append((level, label, factory))
         if late:
             _LATE.add(label)
+        if closing:
+            _CLOSING.add(label)
         return factory
 
     return decorate
@@ -145,9 +156,12 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
             *folding_passes(level),
             *fusion_passes(level, model.opset_imports.get("")),
             *(_named(factory(), name) for lvl, name, factory in
-              sorted(_REGISTERED, key=lambda r: r[1] in _LATE) if level >= lvl),
+              sorted(_REGISTERED, key=lambda r: r[1] in _LATE)
+              if level >= lvl and name not in _CLOSING),
             *cleanup_passes(),
         ]
+        closing = [_named(factory(), name) for lvl, name, factory in _REGISTERED
+                   if level >= lvl and name in _CLOSING]
         # A pass that found nothing to do is not run again until another pass has changed
         # the graph (the passes are deterministic: on the same graph it would find nothing).
         version = 0  # bumped by every run that changes the graph
@@ -165,7 +179,17 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
                     idle_at[id(p)] = version
             report.rounds = rounds
             if not changed:
-                break
+                # the fixed point: the closing passes' turn; the rounds go on if they changed it
+                for p in closing:
+                    if idle_at.get(id(p)) == version:
+                        continue
+                    if _run(p, model, report):
+                        version += 1
+                        changed = True
+                    else:
+                        idle_at[id(p)] = version
+                if not changed:
+                    break
         for p in final_passes():
             _run(p, model, report)
         # Identity elimination may leave a graph (or subgraph) output that is an input or
@@ -228,6 +252,7 @@ def _named(p: ir.passes.PassBase, name: str) -> ir.passes.PassBase:
 PASS_MODULES = {
     "layout": 1,
     "conv": 2,
+    "dense": 2,
     "linear": 2,
     "noops": 2,
     "patterns": 2,
