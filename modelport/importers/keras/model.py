@@ -306,6 +306,8 @@ class Dataset:
     def _read_whole(self) -> Any:
         import numpy as np
 
+        if not self._id.valid:  # the file was closed: its descriptor may be another file's now
+            raise self._error(ValueError("the HDF5 file holding it was closed"))
         out = np.empty(self.shape, self.dtype)
         view = memoryview(out.reshape(-1).view(np.uint8))
         done = 0

@@ -72,3 +72,17 @@ def test_data_cut_short_after_opening_is_a_corrupt_file(weights_file):
         with pytest.raises(InvalidModelError, match=r"cannot read /g/f64 \(truncated") as exc:
             ds[()]
         assert str(path) in str(exc.value)
+
+
+def test_a_read_after_the_file_closed_is_refused_not_read_from_a_reused_descriptor(
+        weights_file, tmp_path):
+    path, _ = weights_file
+    f = h5py.File(path, "r")
+    ds = Dataset(f["g/f32"], str(path), _raw_fd(f))
+    f.close()
+    other = open(tmp_path / "other.bin", "wb+")  # may well get the closed descriptor's number
+    try:
+        with pytest.raises(InvalidModelError, match="was closed"):
+            ds[()]
+    finally:
+        other.close()
