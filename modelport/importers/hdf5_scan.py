@@ -22,26 +22,41 @@ from modelport.errors import InvalidModelError
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-class _Prescan:
-    """The scans of one open file, started early in a thread of their own (see
-    :func:`prescan`); the thread closes the file when done."""
+class _Background:
+    """``fn(*args)`` in a daemon thread of its own, started at once; :meth:`result` waits for
+    it and raises what it raised."""
 
-    def __init__(self, f: Any, path: str) -> None:
+    def __init__(self, name: str, fn: Any, *args: Any) -> None:
         import threading
 
-        self.failure: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, args=(f, path), daemon=True,
-                                       name="modelport-hdf5-prescan")
+        self._failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
+                                        name=name)
+        self._thread.start()
 
-    def _run(self, f: Any, path: str) -> None:
+    def _run(self, fn: Any, args: tuple) -> None:
         try:
-            with f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as region:
-                _both_scans(region, path)
-        except BaseException as exc:  # handed over in check_hdf5_file
-            self.failure.append(exc)
+            fn(*args)
+        except BaseException as exc:  # handed to the thread that asks for the result
+            self._failure.append(exc)
 
-    def join(self) -> None:
-        self.thread.join()
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._failure:
+            raise self._failure[0]
+
+
+def _scan_open_file(f: Any, path: str) -> None:
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as region:
+        _both_scans(region, path)
+
+
+def _scan_and_close(f: Any, path: str) -> None:
+    with f:
+        _scan_open_file(f, path)
 
 
 def check_hdf5_file(f: Any, path: str) -> None:
@@ -49,15 +64,12 @@ def check_hdf5_file(f: Any, path: str) -> None:
     early scans :func:`prescan` started on this very file."""
     early = _take_prescan(path, os.fstat(f.fileno()))
     if early is not None:
-        early.join()
-        if early.failure:
-            raise early.failure[0]
-        return
-    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as region:
-        _both_scans(region, path)
+        early.result()
+    else:
+        _scan_open_file(f, path)
 
 
-_PRESCANS: dict[str, tuple[tuple, _Prescan]] = {}
+_PRESCANS: dict[str, tuple[tuple, _Background]] = {}
 
 
 def _identity(st: os.stat_result) -> tuple:
@@ -91,12 +103,11 @@ def prescan(path: str) -> None:
     # package at once is best avoided.
     import numpy  # noqa: F401
 
-    early = _Prescan(f, path)
-    _PRESCANS[os.path.abspath(path)] = (_identity(st), early)
-    early.thread.start()
+    _PRESCANS[os.path.abspath(path)] = (
+        _identity(st), _Background("modelport-hdf5-prescan", _scan_and_close, f, path))
 
 
-def _take_prescan(path: str, st: os.stat_result) -> _Prescan | None:
+def _take_prescan(path: str, st: os.stat_result) -> _Background | None:
     """The early scans of this very file (same device, inode, size and modification time),
     if there were any; early scans of a file that has changed since are waited for and
     dropped."""
@@ -105,7 +116,7 @@ def _take_prescan(path: str, st: os.stat_result) -> _Prescan | None:
         return None
     identity, early = entry
     if identity != _identity(st):
-        early.join()
+        early.wait()
         return None
     return early
 
@@ -115,35 +126,27 @@ def finish_prescans() -> None:
     of its own still running."""
     while _PRESCANS:
         _, (_, early) = _PRESCANS.popitem()
-        early.join()
+        early.wait()
 
 
 def _both_scans(region: Any, source: str) -> None:
     """The two scans of a whole file, side by side where the search releases the GIL (the
     C library's ``memmem``): the heap scan in a second thread, the type scan in this one.
-    The first refusal found is raised (the heap's when both refuse)."""
+    When both refuse, the heap scan's refusal is raised, as when they run one after the
+    other."""
     if _memmem() is None or len(region) < _PARALLEL_MIN_BYTES:
         check_global_heaps(region, source)
         check_vlen_types(region, source)
         return
-    import threading
-
-    failure: list[BaseException] = []
-
-    def heaps() -> None:
-        try:
-            check_global_heaps(region, source)
-        except BaseException as exc:  # handed to the calling thread below
-            failure.append(exc)
-
-    worker = threading.Thread(target=heaps, name="modelport-hdf5-scan", daemon=True)
-    worker.start()
+    heaps = _Background("modelport-hdf5-scan", check_global_heaps, region, source)
     try:
         check_vlen_types(region, source)
+    except InvalidModelError:
+        heaps.result()  # a heap refusal comes first, as when the scans run one after the other
+        raise
     finally:
-        worker.join()  # the region stays mapped until both scans have finished
-    if failure:
-        raise failure[0]
+        heaps.wait()  # the region stays mapped until both scans have finished
+    heaps.result()
 
 
 # Below this size the second thread costs more than it saves.

@@ -137,7 +137,7 @@ def test_a_file_changed_after_its_early_scans_is_scanned_again(monkeypatch, tmp_
     _big_h5(path)
     scan.prescan(str(path))
     for _identity, early in scan._PRESCANS.values():
-        early.join()  # (a mapped file cut short under a running scan is a SIGBUS)
+        early.wait()  # (a mapped file cut short under a running scan is a SIGBUS)
     shutil.copy(REGRESSIONS / "keras-h5-67604870df.h5", path)  # changed: a corrupt heap now
     with pytest.raises(InvalidModelError, match="has a corrupt HDF5 global heap"):
         keras_files._open_h5(str(path))
@@ -172,3 +172,15 @@ def test_the_command_line_scans_a_large_hdf5_source_early(monkeypatch, tmp_path)
     assert exc.value.code == 2
     assert started == [str(path)] and not scan._PRESCANS
     assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_file_both_scans_refuse_gets_the_heap_refusal_either_way(monkeypatch, parallel):
+    monkeypatch.setattr(scan, "_PARALLEL_MIN_BYTES", 0 if parallel else 1 << 62)
+    data = bytearray(20000)
+    # a global heap collection of 4096 bytes whose free-space object (index 0) is too small
+    data[0:16] = b"GCOL\x01\x00\x00\x00" + (4096).to_bytes(8, "little")
+    data[24:32] = (5).to_bytes(8, "little")
+    data[10000:10008] = b"\x19\x0f\x00\x00\x10\x00\x00\x00"  # and a bad vlen type
+    with pytest.raises(InvalidModelError, match="corrupt HDF5 global heap at byte 0"):
+        scan._both_scans(bytes(data), "both.h5")
