@@ -166,30 +166,27 @@ def optimize(model: ir.Model, level: int = 1, target_opset: int | None = None) -
         # the graph (the passes are deterministic: on the same graph it would find nothing).
         version = 0  # bumped by every run that changes the graph
         idle_at: dict[int, int] = {}  # id(pass) -> version at its last run that changed nothing
-        for rounds in range(1, MAX_ROUNDS + 1):
+
+        def run_each(passes: list[ir.passes.PassBase]) -> bool:
+            """Run each pass not idle at this version; whether any changed the graph."""
+            nonlocal version
             changed = False
-            for p in round_passes:
+            for p in passes:
                 if idle_at.get(id(p)) == version:
                     continue
                 if _run(p, model, report):
                     version += 1
                     changed = True
-                    idle_at.pop(id(p), None)
                 else:
                     idle_at[id(p)] = version
+            return changed
+
+        for rounds in range(1, MAX_ROUNDS + 1):
+            changed = run_each(round_passes)
             report.rounds = rounds
-            if not changed:
-                # the fixed point: the closing passes' turn; the rounds go on if they changed it
-                for p in closing:
-                    if idle_at.get(id(p)) == version:
-                        continue
-                    if _run(p, model, report):
-                        version += 1
-                        changed = True
-                    else:
-                        idle_at[id(p)] = version
-                if not changed:
-                    break
+            # at the fixed point, the closing passes' turn; the rounds go on if they changed it
+            if not changed and not run_each(closing):
+                break
         for p in final_passes():
             _run(p, model, report)
         # Identity elimination may leave a graph (or subgraph) output that is an input or
