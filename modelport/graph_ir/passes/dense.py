@@ -56,6 +56,7 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
+from modelport.graph_ir.passes.counting import CountingPass
 from modelport.graph_ir.passes.manager import register_pass
 
 _FLOATS = (ir.DataType.FLOAT, ir.DataType.DOUBLE)
@@ -177,12 +178,11 @@ def _retarget(reshape: ir.Node, dims: list) -> list[int] | None:
     return _target(resolved)
 
 
-class DenseToGemmPass(ir.passes.InPlacePass):
+class DenseToGemmPass(CountingPass):
     """N-D MatMul + bias Add to a Gemm on a 2-D view (see module doc)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.rewrites = 0
         self._names: set[str] = set()
 
     def _fresh(self, base: str) -> str:
@@ -396,13 +396,9 @@ def _single_use(value: ir.Value) -> bool:
     return len(value.uses()) == 1 and not value.is_graph_output()
 
 
-class GemmScalePass(ir.passes.InPlacePass):
+class GemmScalePass(CountingPass):
     """A Mul by a scalar constant after a Gemm, through Reshapes and Transposes that nothing
     else reads, goes into the Gemm's alpha and beta (see module doc)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rewrites = 0
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         self.rewrites = 0

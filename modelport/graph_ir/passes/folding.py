@@ -31,6 +31,8 @@ defer_reference_evaluator()
 
 from onnxscript.optimizer._constant_folding import FoldConstantsPass  # noqa: E402
 
+from modelport.graph_ir.passes.counting import CountingPass  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 # Inputs up to 1 Mi elements may be folded (Transpose/Reshape of a weight, shape arithmetic);
@@ -90,12 +92,8 @@ def _split_sizes(node: ir.Node, dim: int) -> list[int] | None:
     return [min(chunk, max(0, dim - i * chunk)) for i in range(n)]
 
 
-class FoldConstantSplitPass(ir.passes.InPlacePass):
+class FoldConstantSplitPass(CountingPass):
     """``Split(constant)`` -> one initializer per output."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rewrites = 0
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         self.rewrites = 0

@@ -49,6 +49,7 @@ from onnxscript.rewriter.rules.fusion._layer_norm import LayerNormBiasFusion, La
 from onnxscript.rewriter.rules.fusion._rms_normalization import RmsNormFusion
 
 from modelport.graph_ir.passes import activations, attention
+from modelport.graph_ir.passes.counting import CountingPass
 from modelport.graph_ir.passes.manager import TARGET_OPSET_KEY, register_pass
 
 LAYER_NORM_OPSET = 17
@@ -296,13 +297,9 @@ def _restore_attribute_form(nodes: list[ir.Node], minus_one: ir.Value) -> None:
         minus_one.graph.initializers.pop(minus_one.name)
 
 
-class StandardPatternsPass(ir.passes.InPlacePass):
+class StandardPatternsPass(CountingPass):
     """LayerNormalization (opset >= 17), Gelu (20), RMSNormalization and Attention (23),
     HardSwish (14), Mish (18) and Swish (24) from their spelled-out chains."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rewrites = 0
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         self.rewrites = 0

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from modelport.graph_ir.passes.counting import CountingPass
+
 # op type -> indices of its initial-state inputs
 _STATE_INPUTS = {"LSTM": (5, 6), "GRU": (5,), "RNN": (5,)}
 _ZERO_PRESERVING = {"Slice", "Gather", "Reshape", "Squeeze", "Unsqueeze", "Transpose",
@@ -46,12 +48,8 @@ def is_all_zeros(value: ir.Value | None, depth: int = 0) -> bool:
     return False
 
 
-class DropZeroInitialStatesPass(ir.passes.InPlacePass):
+class DropZeroInitialStatesPass(CountingPass):
     """Removes all-zero ``initial_h``/``initial_c`` inputs of LSTM, GRU and RNN nodes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rewrites = 0
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         self.rewrites = 0

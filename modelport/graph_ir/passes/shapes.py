@@ -36,6 +36,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from modelport.graph_ir.passes.counting import CountingPass
+
 # An element: int (known), a hashable key (a symbolic dimension), or None (unknown).
 _MAX_LEN = 64
 _INT_TYPES = (ir.DataType.INT64, ir.DataType.INT32)
@@ -365,12 +367,8 @@ def _replace(old: ir.Value, new: ir.Value, graph: ir.Graph | None = None) -> boo
     return True
 
 
-class SymbolicShapePass(ir.passes.InPlacePass):
+class SymbolicShapePass(CountingPass):
     """Folds shape-vector arithmetic and simplifies Reshape/Expand chains (see module doc)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rewrites = 0
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         self.rewrites = 0
