@@ -16,6 +16,7 @@ from onnx import helper
 from modelport.cli import main
 from modelport.importers.caffe.table import caffe_layer
 from tests.fuzz.harness import problem
+from tests.importers.tensorflow.models import graph_with_const
 
 NET = """name: "t"
 input: "data"
@@ -164,43 +165,21 @@ def test_onnx_tensor_claiming_1e12_elements_is_refused(tmp_path, fuzz_server):
     assert problem(outcome, ["huge.onnx"]) is None and outcome.rc == 2, outcome.stderr
 
 
-def _tf_graph_with_const(path, *, dims, content: bytes = b"") -> None:
-    """x (Placeholder [1024, 2]) + c, where the Const c declares ``dims`` and stores
-    ``content``."""
-    from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
-
-    g = pb.GraphDef()
-    x = g.node.add(name="x", op="Placeholder")
-    x.attr["dtype"].type = 1
-    for d in (1024, 2):
-        x.attr["shape"].shape.dim.add(size=d)
-    c = g.node.add(name="c", op="Const")
-    c.attr["dtype"].type = 1
-    c.attr["value"].tensor.dtype = 1
-    for d in dims:
-        c.attr["value"].tensor.tensor_shape.dim.add(size=d)
-    if content:
-        c.attr["value"].tensor.tensor_content = content
-    y = g.node.add(name="y", op="AddV2", input=["x", "c"])
-    y.attr["T"].type = 1
-    path.write_bytes(g.SerializeToString())
-
-
 @pytest.mark.parametrize("case", ["empty-1e12", "content-short", "content-long"])
 def test_tensorflow_constant_sizes_are_checked_before_allocating(tmp_path, fuzz_server, case):
     """A Const claiming 10^12 zeros, or whose tensor_content does not fill its (lazily read,
     over 1024 elements) shape, is refused at import, not at export or by the memory cap."""
     src = tmp_path / "huge.pb"
     if case == "empty-1e12":
-        _tf_graph_with_const(src, dims=[1_000_000, 1_000_000])
+        graph_with_const(src, dims=[1_000_000, 1_000_000])
     else:
         n = 2048 * 4 + (-4 if case == "content-short" else 4)
-        _tf_graph_with_const(src, dims=[1024, 2], content=b"\0" * n)
+        graph_with_const(src, dims=[1024, 2], content=b"\0" * n)
     outcome = fuzz_server.run(["convert", src, "-o", tmp_path / "o.onnx", "--quiet"],
                               timeout=60, mem_mb=1024)
     assert problem(outcome, ["huge.pb"]) is None and outcome.rc == 2, outcome.stderr
     assert "shape" in outcome.stderr, outcome.stderr
-    _tf_graph_with_const(src, dims=[1024, 2], content=b"\0" * 2048 * 4)
+    graph_with_const(src, dims=[1024, 2], content=b"\0" * 2048 * 4)
     outcome = fuzz_server.run(["convert", src, "-o", tmp_path / "o.onnx", "--quiet"],
                               timeout=60, mem_mb=1024)
     assert outcome.rc == 0, outcome.stderr  # the same graph, sizes consistent: converts

@@ -28,6 +28,28 @@ class Case:
     atol: float = 1e-4
 
 
+def graph_with_const(path, *, dims, content: bytes = b"") -> None:
+    """x (Placeholder [1024, 2]) + c, where the Const c declares ``dims`` and stores
+    ``content``."""
+    from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
+
+    g = pb.GraphDef()
+    x = g.node.add(name="x", op="Placeholder")
+    x.attr["dtype"].type = 1
+    for d in (1024, 2):
+        x.attr["shape"].shape.dim.add(size=d)
+    c = g.node.add(name="c", op="Const")
+    c.attr["dtype"].type = 1
+    c.attr["value"].tensor.dtype = 1
+    for d in dims:
+        c.attr["value"].tensor.tensor_shape.dim.add(size=d)
+    if content:
+        c.attr["value"].tensor.tensor_content = content
+    y = g.node.add(name="y", op="AddV2", input=["x", "c"])
+    y.attr["T"].type = 1
+    path.write_bytes(g.SerializeToString())
+
+
 def randomize(model, seed: int) -> None:
     """Seeded weights; BatchNorm variances positive (so the statistics are not trivial)."""
     rng = np.random.default_rng(seed)

@@ -11,6 +11,7 @@ import numpy as np
 from modelport.importers.tensorflow import regions, source
 from modelport.importers.tensorflow._pb import modelport_tf_pb2 as pb
 from modelport.protowire import encode_field
+from tests.importers.tensorflow.models import graph_with_const
 from tests.oracles import assert_close, run_onnx
 
 
@@ -156,20 +157,8 @@ def test_mapped_constant_of_the_wrong_size_is_refused_in_one_line(tmp_path, monk
     from modelport.convert.pipeline import convert
     from modelport.errors import InvalidModelError
 
-    g = pb.GraphDef()
-    x = g.node.add(name="x", op="Placeholder")
-    x.attr["dtype"].type = 1
-    for d in (1024, 2):
-        x.attr["shape"].shape.dim.add(size=d)
-    c = g.node.add(name="c", op="Const")
-    c.attr["dtype"].type = 1
-    c.attr["value"].tensor.CopyFrom(_tensor(b"\0" * (2048 * 4 - 4), 2048))
-    c.attr["value"].tensor.tensor_shape.dim[0].size = 1024
-    c.attr["value"].tensor.tensor_shape.dim.add(size=2)
-    y = g.node.add(name="y", op="AddV2", input=["x", "c"])
-    y.attr["T"].type = 1
     src = tmp_path / "short.pb"
-    src.write_bytes(g.SerializeToString())
+    graph_with_const(src, dims=[1024, 2], content=b"\0" * (2048 * 4 - 4))
     monkeypatch.setattr(source, "MAP_MIN_BYTES", 0)
     monkeypatch.setattr(regions, "MIN_NODE_BYTES", 64)
     with pytest.raises(InvalidModelError) as info:
